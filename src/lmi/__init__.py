@@ -1,0 +1,95 @@
+"""lmi: one async interface to every large language model provider.
+
+Public names are resolved on first access so that ``import lmi`` stays instant: litellm, aviary,
+tiktoken and numpy load only when a call needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmi.cost import (
+        GLOBAL_COST_TRACKER,
+        CostTracker,
+        cost_tracking_ctx,
+        enable_cost_ledger,
+        enable_cost_tracking,
+    )
+    from lmi.embeddings import (
+        EmbeddingModel,
+        HybridEmbeddingModel,
+        LiteLLMEmbeddingModel,
+        SentenceTransformerEmbeddingModel,
+        SparseEmbeddingModel,
+        embedding_model_factory,
+    )
+    from lmi.exceptions import (
+        ConfigurationError,
+        JSONSchemaValidationError,
+        LMIError,
+        ModelCallError,
+        RateLimitTimeout,
+    )
+    from lmi.llms import LiteLLMModel, LLMModel
+    from lmi.types import LLMResult, TokenUsage
+
+_EXPORTS: dict[str, str] = {
+    "LLMModel": "lmi.llms",
+    "LiteLLMModel": "lmi.llms",
+    "LLMResult": "lmi.types",
+    "TokenUsage": "lmi.types",
+    "GLOBAL_COST_TRACKER": "lmi.cost",
+    "CostTracker": "lmi.cost",
+    "enable_cost_tracking": "lmi.cost",
+    "cost_tracking_ctx": "lmi.cost",
+    "enable_cost_ledger": "lmi.cost",
+    "EmbeddingModel": "lmi.embeddings",
+    "LiteLLMEmbeddingModel": "lmi.embeddings",
+    "SparseEmbeddingModel": "lmi.embeddings",
+    "HybridEmbeddingModel": "lmi.embeddings",
+    "SentenceTransformerEmbeddingModel": "lmi.embeddings",
+    "embedding_model_factory": "lmi.embeddings",
+    "LMIError": "lmi.exceptions",
+    "ConfigurationError": "lmi.exceptions",
+    "JSONSchemaValidationError": "lmi.exceptions",
+    "ModelCallError": "lmi.exceptions",
+    "RateLimitTimeout": "lmi.exceptions",
+}
+
+__all__ = [
+    "GLOBAL_COST_TRACKER",
+    "ConfigurationError",
+    "CostTracker",
+    "EmbeddingModel",
+    "HybridEmbeddingModel",
+    "JSONSchemaValidationError",
+    "LLMModel",
+    "LLMResult",
+    "LMIError",
+    "LiteLLMEmbeddingModel",
+    "LiteLLMModel",
+    "ModelCallError",
+    "RateLimitTimeout",
+    "SentenceTransformerEmbeddingModel",
+    "SparseEmbeddingModel",
+    "TokenUsage",
+    "cost_tracking_ctx",
+    "embedding_model_factory",
+    "enable_cost_ledger",
+    "enable_cost_tracking",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lmi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,59 @@
+"""The one exception tree of lmi.
+
+Every error lmi raises on its own account derives from :class:`LMIError`; each also derives from the
+builtin a caller would naturally catch (``ValueError`` for bad input, ``TimeoutError`` for waits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class LMIError(Exception):
+    """Base class of every error raised by lmi itself."""
+
+
+class ConfigurationError(LMIError, ValueError):
+    """A model or limiter configuration that cannot be used; the message names the offending key."""
+
+
+class JSONSchemaValidationError(LMIError, ValueError):
+    """A completion did not match the requested ``output_type``.
+
+    ``text`` carries the raw completion so nothing is lost.
+    """
+
+    def __init__(self, message: str, text: str = "") -> None:
+        super().__init__(message)
+        self.text = text
+
+
+class RateLimitTimeout(LMIError, TimeoutError):
+    """A rate-limit acquisition could not complete within its timeout."""
+
+
+class ModelCallError(LMIError, RuntimeError):
+    """A call failed on every model it was allowed to try.
+
+    ``attempts`` holds ``(model, exception)`` pairs in the order they were tried; the message names each
+    model with the provider's own message.
+    """
+
+    def __init__(self, attempts: Sequence[tuple[str, BaseException]]) -> None:
+        self.attempts = list(attempts)
+        lines = [f"  {model}: {type(exc).__name__}: {exc}" for model, exc in self.attempts]
+        tried = ", ".join(dict.fromkeys(model for model, _ in self.attempts))
+        super().__init__(f"LLM call failed on every model tried ({tried}):\n" + "\n".join(lines))
+
+    @property
+    def last_error(self) -> BaseException | None:
+        return self.attempts[-1][1] if self.attempts else None
+
+
+__all__ = [
+    "ConfigurationError",
+    "JSONSchemaValidationError",
+    "LMIError",
+    "ModelCallError",
+    "RateLimitTimeout",
+]

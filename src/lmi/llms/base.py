@@ -1,0 +1,218 @@
+"""``LLMModel``: the provider-free half of every chat model.
+
+``call`` normalises the messages, turns ``output_type`` and ``tools`` into request parameters, hands the
+request to the subclass's ``acompletion`` (or ``acompletion_iter`` when callbacks stream it), and validates
+what comes back. Subclasses only talk to their provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lmi.exceptions import JSONSchemaValidationError
+from lmi.types import LLMResult
+
+if TYPE_CHECKING:
+    from aviary.core import Message, Tool
+
+TOOL_CHOICE_AUTO: Final = "auto"
+TOOL_CHOICE_NONE: Final = "none"
+TOOL_CHOICE_REQUIRED: Final = "required"
+
+TextCallback: TypeAlias = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
+OutputType: TypeAlias = type[BaseModel] | Mapping[str, Any]
+
+_FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def normalize_messages(messages: str | Iterable[Any]) -> list[Message]:
+    """A plain string is one user message; dicts become aviary Messages; nothing empty is sent."""
+    from aviary.core import Message
+
+    if isinstance(messages, str):
+        if not messages:
+            raise ValueError("Cannot call an LLM with an empty prompt.")
+        return [Message(content=messages)]
+    if isinstance(messages, Message):
+        return [messages]
+    normalized = []
+    for index, message in enumerate(messages):
+        if isinstance(message, Message):
+            normalized.append(message)
+        elif isinstance(message, Mapping):
+            normalized.append(Message(**message))
+        else:
+            raise TypeError(
+                f"messages[{index}] must be an aviary Message or a dict, got {type(message).__name__}"
+            )
+    if not normalized:
+        raise ValueError("Cannot call an LLM with an empty list of messages.")
+    return normalized
+
+
+def strip_fences(text: str) -> str:
+    match = _FENCE.match(text)
+    return match.group(1) if match else text
+
+
+def output_type_request(
+    output_type: OutputType, messages: list[Message]
+) -> tuple[list[Message], dict[str, Any]]:
+    """The messages and request parameters that ask for ``output_type``.
+
+    A pydantic model uses JSON mode with its schema given to the model in a system message; a JSON-schema
+    dict uses the provider's strict structured output.
+    """
+    from aviary.core import Message
+
+    if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+        schema = json.dumps(output_type.model_json_schema())
+        instruction = Message(role="system", content=f"Respond following this JSON schema:\n\n{schema}")
+        return [instruction, *messages], {"response_format": {"type": "json_object"}}
+    if isinstance(output_type, Mapping):
+        name = str(output_type.get("title") or "response")
+        name = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
+        response_format = {
+            "type": "json_schema",
+            "json_schema": {"strict": True, "schema": dict(output_type), "name": name},
+        }
+        return messages, {"response_format": response_format}
+    raise TypeError(f"output_type must be a pydantic model class or a JSON-schema dict, got {output_type!r}")
+
+
+def validate_output(result: LLMResult, output_type: OutputType) -> None:
+    """Raise :class:`JSONSchemaValidationError` (carrying the raw text) unless the text matches."""
+    if result.messages and getattr(result.messages[0], "tool_calls", None):
+        return  # a tool call is the answer; there is no text to validate
+    text = strip_fences(result.text or "")
+    if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+        try:
+            output_type.model_validate_json(text)
+        except ValueError as exc:
+            raise JSONSchemaValidationError(
+                f"Completion does not match {output_type.__name__}: {exc}", text=result.text or ""
+            ) from exc
+        return
+    import jsonschema
+
+    try:
+        jsonschema.validate(json.loads(text), dict(output_type))
+    except (ValueError, jsonschema.ValidationError) as exc:
+        if isinstance(exc, jsonschema.ValidationError):
+            message = f"at {exc.json_path}: {exc.message}"
+        else:
+            message = str(exc)
+        raise JSONSchemaValidationError(
+            f"Completion does not match the JSON schema: {message}", text=result.text or ""
+        ) from exc
+
+
+def tools_request(tools: list[Tool], tool_choice: Any) -> dict[str, Any]:
+    from aviary.core import Tool
+
+    if tool_choice is not None and not isinstance(tool_choice, Tool | str):
+        raise TypeError(f"tool_choice must be 'auto', 'none', 'required' or a Tool, got {tool_choice!r}")
+    if isinstance(tool_choice, str) and tool_choice not in {
+        TOOL_CHOICE_AUTO,
+        TOOL_CHOICE_NONE,
+        TOOL_CHOICE_REQUIRED,
+    }:
+        raise ValueError(f"tool_choice must be 'auto', 'none', 'required' or a Tool, got {tool_choice!r}")
+    request: dict[str, Any] = {"tools": [tool.model_dump(exclude_none=True, by_alias=True) for tool in tools]}
+    if isinstance(tool_choice, Tool):
+        request["tool_choice"] = {"type": "function", "function": {"name": tool_choice.info.name}}
+    elif tool_choice is not None:
+        request["tool_choice"] = tool_choice
+    return request
+
+
+class LLMModel(ABC, BaseModel):
+    """A chat model. Subclasses implement ``acompletion`` and ``acompletion_iter``; callers use ``call``."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = "unknown"
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @abstractmethod
+    async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
+        """One request to the provider; a result per completion choice."""
+
+    @abstractmethod
+    def acompletion_iter(
+        self, messages: list[Message], callbacks: list[TextCallback] | None = None, **kwargs: Any
+    ) -> AsyncIterator[LLMResult]:
+        """One streamed request: call each callback with every text delta, then yield the final result."""
+
+    async def call(
+        self,
+        messages: str | Iterable[Message],
+        callbacks: Iterable[TextCallback] | None = None,
+        output_type: OutputType | None = None,
+        tools: list[Tool] | None = None,
+        tool_choice: Tool | str | None = TOOL_CHOICE_REQUIRED,
+        **kwargs: Any,
+    ) -> list[LLMResult]:
+        """Complete ``messages``; return one :class:`LLMResult` per completion (``n`` of them).
+
+        Any ``callbacks`` (sync or async, each receiving every text delta) make the call stream.
+        ``output_type`` asks for, and validates, JSON output; ``tools`` let the model answer with an aviary
+        ``ToolRequestMessage`` (``tool_choice`` defaults to requiring a tool call).
+        """
+        prompt = normalize_messages(messages)
+        if output_type is not None:
+            prompt, request = output_type_request(output_type, prompt)
+            kwargs = {**request, **kwargs}
+        if tools:
+            kwargs = {**tools_request(tools, tool_choice), **kwargs}
+        callbacks = list(callbacks or ())
+        if callbacks:
+            if kwargs.get("n", 1) != 1:
+                raise ValueError("Streaming callbacks receive one completion; use n=1 with callbacks.")
+            results = [result async for result in self.acompletion_iter(prompt, callbacks, **kwargs)]
+        else:
+            results = await self.acompletion(prompt, **kwargs)
+        if output_type is not None:
+            for result in results:
+                validate_output(result, output_type)
+        return results
+
+    async def call_single(
+        self,
+        messages: str | Iterable[Message],
+        callbacks: Iterable[TextCallback] | None = None,
+        output_type: OutputType | None = None,
+        tools: list[Tool] | None = None,
+        tool_choice: Tool | str | None = TOOL_CHOICE_REQUIRED,
+        **kwargs: Any,
+    ) -> LLMResult:
+        """Like :meth:`call` with ``n=1``: exactly one result."""
+        kwargs["n"] = 1
+        results = await self.call(messages, callbacks, output_type, tools, tool_choice, **kwargs)
+        if len(results) != 1:
+            raise RuntimeError(f"Expected one completion, got {len(results)}")
+        return results[0]
+
+
+def text_notifier(callbacks: list[TextCallback]) -> Callable[[str], Awaitable[None]]:
+    """One awaitable that feeds a text delta to every callback, sync and async alike, in order."""
+    pairs = [
+        (cb, asyncio.iscoroutinefunction(cb) or asyncio.iscoroutinefunction(type(cb).__call__))
+        for cb in callbacks
+    ]
+
+    async def notify(delta: str) -> None:
+        for callback, is_async in pairs:
+            if is_async:
+                await callback(delta)
+            else:
+                callback(delta)
+
+    return notify

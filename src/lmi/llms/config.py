@@ -1,0 +1,231 @@
+"""Parsing ``LiteLLMModel.config`` into typed settings, once, at construction.
+
+Two shapes are accepted:
+
+* LiteLLM's router shape: ``{"model_list": [{"model_name": ..., "litellm_params": {...}}],
+  "fallbacks": [...], "router_kwargs": {...}, "rate_limit": {...}, "request_limit": {...}}``;
+* a flat shape: ``{"name": "gpt-4o", "temperature": 0.1, "max_tokens": 512, "n": 5, ...}``.
+
+Unknown keys are refused with an error naming the key, so a typo never silently changes a call.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from lmi.exceptions import ConfigurationError
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+# Completion parameters accepted at the top level of the flat shape. litellm_params inside a model_list
+# are passed through untouched: providers have many parameters of their own.
+COMPLETION_PARAMS = frozenset(
+    {
+        "api_base", "api_key", "api_version", "audio", "base_url", "custom_llm_provider",
+        "deployment_id", "drop_params", "extra_body", "extra_headers", "frequency_penalty", "headers",
+        "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities",
+        "model", "n", "organization", "parallel_tool_calls", "prediction", "presence_penalty",
+        "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
+        "service_tier", "stop", "stream_options", "temperature", "thinking", "timeout", "top_k",
+        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+    }
+)  # fmt: skip
+RETRY_KEYS = frozenset({"num_retries", "retry_backoff", "max_backoff", "retry_after"})
+# Router options that only make sense for LiteLLM's Router (several deployments per name); accepted so
+# router configs written for LiteLLM keep working, and ignored because lmi routes calls itself.
+IGNORED_ROUTER_KEYS = frozenset(
+    {"routing_strategy", "set_verbose", "allowed_fails", "cooldown_time", "cache_responses", "debug_level"}
+)
+ROUTER_KEYS = RETRY_KEYS | IGNORED_ROUTER_KEYS | {"timeout", "fallbacks"}
+TOP_LEVEL_KEYS = frozenset(
+    {"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One model the call may go to: its name in the config and the parameters litellm receives."""
+
+    name: str
+    params: Mapping[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.params.get("model", self.name))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    num_retries: int = 3
+    backoff: float = 0.5  # seconds before the first retry, doubled each time
+    max_backoff: float = 30.0
+    min_wait: float = 0.0  # LiteLLM's ``retry_after``: never retry sooner than this
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based); a provider's retry-after wins."""
+        if retry_after is not None:
+            return min(max(retry_after, self.min_wait), max(self.max_backoff, self.min_wait))
+        return min(max(self.backoff * 2**attempt, self.min_wait), self.max_backoff)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    """Everything a call needs, resolved once: the order of models to try and how to retry each."""
+
+    primary: str
+    deployments: Mapping[str, Deployment]
+    fallbacks: tuple[str, ...] = ()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    rate_limit: Mapping[str, Any] = field(default_factory=dict)
+    request_limit: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def chain(self) -> tuple[Deployment, ...]:
+        """The primary deployment then each fallback, in order, without repeats."""
+        names = dict.fromkeys((self.primary, *self.fallbacks))
+        return tuple(self.deployments[name] for name in names)
+
+    @property
+    def n(self) -> int:
+        return int(self.deployments[self.primary].params.get("n") or 1)
+
+
+def _unknown(key: str, known: frozenset[str], where: str) -> ConfigurationError:
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigurationError(f"Unknown key {key!r} in {where}.{hint}")
+
+
+def _check_keys(mapping: Mapping[str, Any], known: frozenset[str], where: str) -> None:
+    for key in mapping:
+        if key not in known:
+            raise _unknown(key, known, where)
+
+
+def _as_mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{where} must be a dict, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
+    if not isinstance(model_list, list) or not model_list:
+        raise ConfigurationError(f"'model_list' must be a non-empty list of deployments, got {model_list!r}")
+    deployments: dict[str, Deployment] = {}
+    for index, entry in enumerate(model_list):
+        where = f"model_list[{index}]"
+        entry = _as_mapping(entry, where)
+        _check_keys(entry, frozenset({"model_name", "litellm_params", "model_info"}), where)
+        name = entry.get("model_name")
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"{where} needs a non-empty string 'model_name', got {name!r}")
+        params = dict(_as_mapping(entry.get("litellm_params", {}), f"{where}['litellm_params']"))
+        params.setdefault("model", name)
+        if not isinstance(params["model"], str) or not params["model"]:
+            raise ConfigurationError(f"{where}['litellm_params']['model'] must be a model name string")
+        # Several deployments under one name: LiteLLM balances between them; lmi keeps the first and
+        # tries the others as fallbacks, so none is lost.
+        key = name if name not in deployments else f"{name}#{index}"
+        deployments[key] = Deployment(name=name, params=MappingProxyType(params))
+    return deployments
+
+
+def _parse_fallbacks(raw: Any, primary: str) -> tuple[str, ...]:
+    """LiteLLM's ``[{"model": ["fallback", ...]}]``, or a plain list of names for the primary model."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigurationError(f"'fallbacks' must be a list, got {raw!r}")
+    names: list[str] = []
+    for item in raw:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, Mapping):
+            for source, targets in item.items():
+                if isinstance(targets, str):
+                    targets = [targets]
+                if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                    raise ConfigurationError(f"fallbacks for {source!r} must be a list of model names")
+                if source == primary:
+                    names.extend(targets)
+        else:
+            raise ConfigurationError(f"Each fallback must be a model name or a dict, got {item!r}")
+    return tuple(names)
+
+
+def _parse_limits(raw: Any, key: str, primary: str) -> dict[str, Any]:
+    """``{"model": "100/minute"}``; a bare limit applies to the primary model."""
+    if raw is None:
+        return {}
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    return {primary: raw}
+
+
+def _float(value: Any, key: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{key!r} must be a number, got {value!r}") from None
+    if number < 0:
+        raise ConfigurationError(f"{key!r} must not be negative, got {value!r}")
+    return number
+
+
+def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings:
+    """Resolve ``name`` and ``config`` into :class:`ModelSettings`; raise on anything unusable."""
+    config = _as_mapping(config, "config")
+    if "model_list" in config:
+        _check_keys(config, TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"}, "config")
+        deployments = _parse_model_list(config["model_list"])
+        if name is None:
+            name = config.get("name") or next(iter(deployments.values())).name
+        if name not in deployments:
+            raise ConfigurationError(
+                f"Model {name!r} is not in config['model_list'] (names there: {sorted(deployments)})"
+            )
+        extra_names = tuple(key for key in deployments if key.startswith(f"{name}#"))
+    else:
+        _check_keys(config, TOP_LEVEL_KEYS | COMPLETION_PARAMS | RETRY_KEYS, "config")
+        name = name or config.get("name") or DEFAULT_MODEL
+        params = {
+            k: v
+            for k, v in config.items()
+            if k not in TOP_LEVEL_KEYS and k not in RETRY_KEYS and k != "timeout"
+        }
+        params.setdefault("model", name)
+        deployments = {name: Deployment(name=name, params=MappingProxyType(params))}
+        extra_names = ()
+
+    router = _as_mapping(config.get("router_kwargs", {}), "config['router_kwargs']")
+    _check_keys(router, ROUTER_KEYS, "config['router_kwargs']")
+    options = {**router, **{k: v for k, v in config.items() if k in RETRY_KEYS or k == "timeout"}}
+
+    fallbacks = extra_names + _parse_fallbacks(config.get("fallbacks", router.get("fallbacks")), name)
+    for fallback in fallbacks:  # a fallback outside model_list is a plain litellm model name
+        deployments.setdefault(fallback, Deployment(fallback, MappingProxyType({"model": fallback})))
+
+    num_retries = options.get("num_retries", 3)
+    if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
+        raise ConfigurationError(f"'num_retries' must be a non-negative integer, got {num_retries!r}")
+    retry = RetryPolicy(
+        num_retries=num_retries,
+        backoff=_float(options.get("retry_backoff", 0.5), "retry_backoff"),
+        max_backoff=_float(options.get("max_backoff", 30.0), "max_backoff"),
+        min_wait=_float(options.get("retry_after", 0.0), "retry_after"),
+    )
+    timeout = options.get("timeout")
+    return ModelSettings(
+        primary=name,
+        deployments=MappingProxyType(deployments),
+        fallbacks=fallbacks,
+        retry=retry,
+        timeout=None if timeout is None else _float(timeout, "timeout"),
+        rate_limit=_parse_limits(config.get("rate_limit"), "rate_limit", name),
+        request_limit=_parse_limits(config.get("request_limit"), "request_limit", name),
+    )

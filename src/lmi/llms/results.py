@@ -1,0 +1,256 @@
+"""Turning what a provider sent back into :class:`LLMResult` objects: the only place they are built.
+
+A litellm response and a finished stream are both first reduced to :class:`Completion` (choices plus
+billed usage); :func:`build_results` then makes the results, prices the call and splits its usage across
+the n choices so that sums over results equal the bill.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lmi.cost import price_entry, usage_cost
+from lmi.types import LLMResult, TokenUsage
+
+
+@dataclass(slots=True)
+class Choice:
+    text: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "arguments": str}
+    reasoning_content: str | None = None
+    finish_reason: str | None = None
+    logprob: float | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A provider's answer, provider-neutral: its choices and what was billed."""
+
+    choices: list[Choice]
+    usage: TokenUsage | None
+    response_model: str | None = None
+    response_id: str | None = None
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """Attribute or key access: litellm hands back both objects and plain dicts."""
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+def usage_from_litellm(usage: Any) -> TokenUsage | None:
+    """Map litellm's normalised ``Usage`` to :class:`TokenUsage` (prompt counts include cache tokens)."""
+    if usage is None:
+        return None
+    prompt_details = _get(usage, "prompt_tokens_details")
+    completion_details = _get(usage, "completion_tokens_details")
+    cache_read = _get(prompt_details, "cached_tokens") or _get(usage, "cache_read_input_tokens") or 0
+    cache_creation = (
+        _get(usage, "cache_creation_input_tokens") or _get(prompt_details, "cache_creation_tokens") or 0
+    )
+    return TokenUsage(
+        prompt_tokens=_get(usage, "prompt_tokens") or 0,
+        completion_tokens=_get(usage, "completion_tokens") or 0,
+        cache_read_tokens=cache_read,
+        cache_creation_tokens=cache_creation,
+        reasoning_tokens=_get(completion_details, "reasoning_tokens") or 0,
+    )
+
+
+def _logprob(logprobs: Any) -> float | None:
+    content = _get(logprobs, "content")
+    if not content:
+        return None
+    return sum(_get(token, "logprob") or 0.0 for token in content)
+
+
+def _tool_call(call: Any) -> dict[str, Any]:
+    function = _get(call, "function")
+    return {
+        "id": _get(call, "id"),
+        "name": _get(function, "name"),
+        "arguments": _get(function, "arguments") or "{}",
+    }
+
+
+def completion_from_response(response: Any) -> Completion:
+    """Reduce a litellm ``ModelResponse`` (OpenAI, Anthropic and every other provider) to a Completion."""
+    choices = []
+    for choice in response.choices:
+        message = choice.message
+        choices.append(
+            Choice(
+                text=message.content,
+                tool_calls=[_tool_call(call) for call in message.tool_calls or ()],
+                reasoning_content=_get(message, "reasoning_content"),
+                finish_reason=choice.finish_reason,
+                logprob=_logprob(_get(choice, "logprobs")),
+            )
+        )
+    return Completion(
+        choices=choices,
+        usage=usage_from_litellm(_get(response, "usage")),
+        response_model=_get(response, "model"),
+        response_id=_get(response, "id"),
+    )
+
+
+class StreamAssembler:
+    """Accumulates litellm stream chunks into a :class:`Completion`, choice by choice."""
+
+    __slots__ = ("_choices", "_logprobs", "_tool_calls", "response_id", "response_model", "usage")
+
+    def __init__(self) -> None:
+        self._choices: dict[int, Choice] = {}
+        self._tool_calls: dict[int, dict[int, dict[str, Any]]] = {}
+        self._logprobs: dict[int, list[float]] = {}
+        self.usage: TokenUsage | None = None
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+
+    def add(self, chunk: Any) -> str:
+        """Take one chunk; return the text it adds to the first choice (for streaming callbacks)."""
+        if self.response_id is None:
+            self.response_id = _get(chunk, "id")
+            self.response_model = _get(chunk, "model")
+        usage = _get(chunk, "usage")
+        if usage is not None:
+            self.usage = usage_from_litellm(usage)
+        added = ""
+        for choice in _get(chunk, "choices") or ():
+            index = _get(choice, "index") or 0
+            state = self._choices.get(index)
+            if state is None:
+                state = self._choices[index] = Choice()
+            delta = _get(choice, "delta")
+            content = _get(delta, "content")
+            if content:
+                state.text = (state.text or "") + content
+                if index == 0:
+                    added += content
+            reasoning = _get(delta, "reasoning_content")
+            if reasoning:
+                state.reasoning_content = (state.reasoning_content or "") + reasoning
+            for call in _get(delta, "tool_calls") or ():
+                self._add_tool_call(index, call)
+            logprobs = _get(_get(choice, "logprobs"), "content")
+            if logprobs:
+                self._logprobs.setdefault(index, []).extend(_get(t, "logprob") or 0.0 for t in logprobs)
+            finish_reason = _get(choice, "finish_reason")
+            if finish_reason:
+                state.finish_reason = finish_reason
+        return added
+
+    def _add_tool_call(self, choice_index: int, call: Any) -> None:
+        calls = self._tool_calls.setdefault(choice_index, {})
+        position = _get(call, "index")
+        if position is None:
+            position = len(calls)
+        state = calls.setdefault(position, {"id": None, "name": None, "arguments": ""})
+        function = _get(call, "function")
+        state["id"] = _get(call, "id") or state["id"]
+        state["name"] = _get(function, "name") or state["name"]
+        state["arguments"] += _get(function, "arguments") or ""
+
+    def finish(self) -> Completion:
+        choices = [self._choices[i] for i in sorted(self._choices)] or [Choice(text="")]
+        for index, choice in enumerate(choices):
+            calls = self._tool_calls.get(index)
+            if calls:
+                choice.tool_calls = [calls[i] for i in sorted(calls)]
+            if index in self._logprobs:
+                choice.logprob = sum(self._logprobs[index])
+        return Completion(choices, self.usage, self.response_model, self.response_id)
+
+
+def _assistant_message(choice: Choice) -> Any:
+    from aviary.core import Message, ToolCall, ToolCallFunction, ToolRequestMessage
+
+    if not choice.tool_calls:
+        return Message(role="assistant", content=choice.text)
+    calls = []
+    for call in choice.tool_calls:
+        try:
+            arguments = json.loads(call["arguments"]) if call["arguments"] else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"Tool call {call['name']!r} returned arguments that are not JSON: {call['arguments']!r}"
+            ) from exc
+        calls.append(
+            ToolCall(id=call["id"], function=ToolCallFunction(name=call["name"], arguments=arguments))
+        )
+    return ToolRequestMessage(content=choice.text, tool_calls=calls)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` integer shares that add up exactly; the remainder goes to the first."""
+    share, remainder = divmod(total, parts)
+    return [share + remainder] + [share] * (parts - 1)
+
+
+def pricing_model(completion: Completion, requested_model: str) -> str:
+    """The model the provider says answered, when it has a known price; else the one we asked for."""
+    answered = completion.response_model
+    if answered and price_entry(answered) is not None:
+        return answered
+    return requested_model
+
+
+def build_results(
+    completion: Completion,
+    *,
+    name: str,
+    requested_model: str,
+    prompt: list[Any] | None,
+    started: float,
+    first_token: float | None = None,
+    finished: float,
+    estimated_usage: TokenUsage | None = None,
+) -> tuple[list[LLMResult], TokenUsage, float]:
+    """Make one LLMResult per choice; return them with the call's usage and cost.
+
+    ``started``, ``first_token`` and ``finished`` are ``time.perf_counter()`` readings; ``estimated_usage``
+    is used (flagged as estimated) when the provider reported none.
+    """
+    usage = completion.usage or estimated_usage or TokenUsage(estimated=True)
+    cost = usage_cost(pricing_model(completion, requested_model), usage)
+    n = max(len(completion.choices), 1)
+    prompts, completions = _split(usage.prompt_tokens, n), _split(usage.completion_tokens, n)
+    cache_reads, cache_writes = _split(usage.cache_read_tokens, n), _split(usage.cache_creation_tokens, n)
+    reasoning = _split(usage.reasoning_tokens, n)
+    date = datetime.now(UTC)
+    to_last = finished - started
+    to_first = (first_token - started) if first_token is not None else 0.0
+    results = []
+    for index, choice in enumerate(completion.choices):
+        results.append(
+            LLMResult(
+                model=name,
+                text=choice.text or "",
+                messages=[_assistant_message(choice)],
+                prompt=prompt,
+                prompt_count=prompts[index],
+                completion_count=completions[index],
+                cache_read_tokens=cache_reads[index],
+                cache_creation_tokens=cache_writes[index],
+                reasoning_tokens=reasoning[index],
+                usage_estimated=usage.estimated,
+                reasoning_content=choice.reasoning_content,
+                finish_reason=choice.finish_reason,
+                cost=cost / n,
+                seconds_to_first_token=to_first,
+                seconds_to_last_token=to_last,
+                date=date,
+                logprob=choice.logprob,
+                provider_response_id=completion.response_id,
+            )
+        )
+    if results and n > 1:  # make the shares add up to the call's cost exactly
+        results[0].cost = cost - sum(r.cost for r in results[1:])
+    return results, usage, cost

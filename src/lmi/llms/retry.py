@@ -1,0 +1,100 @@
+"""Retries with backoff, then the next model: a small wrapper around one provider attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from lmi.exceptions import ModelCallError, RateLimitTimeout
+from lmi.llms.config import Deployment, RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+_MAX_RETRY_AFTER = 120.0
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def is_provider_error(exc: BaseException) -> bool:
+    """An error that came from talking to a provider (as opposed to a bug or bad input on our side)."""
+    if isinstance(exc, RateLimitTimeout | TimeoutError | ConnectionError):
+        return True
+    module = type(exc).__module__
+    return module.startswith(("litellm", "openai", "httpx", "httpcore", "aiohttp", "anthropic"))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Worth trying the same model again: rate limits, timeouts, lost connections and 5xx."""
+    if isinstance(exc, RateLimitTimeout):
+        return False  # our own limiter already waited as long as allowed
+    status = _status(exc)
+    if status is not None:
+        return status in _RETRYABLE_STATUS or status >= 500
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(
+        names & {"APIConnectionError", "Timeout", "APITimeoutError", "TimeoutError", "ConnectionError"}
+        or names
+        & {"ConnectError", "ReadTimeout", "RemoteProtocolError", "ReadError", "ServerDisconnectedError"}
+    )
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """The provider's ``retry-after`` (seconds or ``retry-after-ms``), when it sent one."""
+    for source in (
+        getattr(getattr(exc, "response", None), "headers", None),
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+    ):
+        if not source:
+            continue
+        try:
+            if (ms := source.get("retry-after-ms")) is not None:
+                return min(float(ms) / 1000, _MAX_RETRY_AFTER)
+            if (seconds := source.get("retry-after")) is not None:
+                return min(float(seconds), _MAX_RETRY_AFTER)
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return None
+
+
+async def with_retries_and_fallbacks(
+    chain: Sequence[Deployment],
+    policy: RetryPolicy,
+    attempt: Callable[[Deployment], Awaitable[T]],
+) -> T:
+    """Run ``attempt`` on each deployment in turn until one succeeds.
+
+    Retryable errors are retried on the same deployment with exponential backoff (or the provider's
+    ``retry-after``); other provider errors move straight to the next deployment. Errors that are not
+    the provider's (bugs, bad input, cancellation) propagate untouched. When every deployment failed, one
+    :class:`ModelCallError` names each model tried with the provider's message.
+    """
+    attempts: list[tuple[str, BaseException]] = []
+    for deployment in chain:
+        for retry in range(policy.num_retries + 1):
+            try:
+                return await attempt(deployment)
+            except Exception as exc:
+                if not is_provider_error(exc):
+                    raise
+                attempts.append((deployment.name, exc))
+                if retry == policy.num_retries or not is_retryable(exc):
+                    logger.info("%s failed (%s); moving on", deployment.name, type(exc).__name__)
+                    break
+                delay = policy.delay(retry, retry_after(exc))
+                logger.info("%s failed (%s); retry %d in %.2fs", deployment.name, exc, retry + 1, delay)
+                await asyncio.sleep(delay)
+    raise ModelCallError(attempts) from (attempts[-1][1] if attempts else None)
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """Fields worth logging about a provider error, without secrets."""
+    return {"type": type(exc).__name__, "status": _status(exc), "retry_after": retry_after(exc)}

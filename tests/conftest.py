@@ -1,0 +1,32 @@
+"""Shared fixtures: the recorded-exchange server, provider keys that are obviously fake, offline litellm."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# litellm fetches its price map from GitHub at import unless told otherwise; tests never touch the network.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
+os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
+os.environ.pop("REDIS_URL", None)
+
+from tests.replay import ReplayServer
+
+
+@pytest.fixture(scope="session")
+def replay_server() -> Iterator[ReplayServer]:
+    server = ReplayServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def replay(replay_server: ReplayServer) -> Iterator[ReplayServer]:
+    """The session's replay server, with its request log and faults cleared for this test."""
+    replay_server.clear()
+    replay_server.stream_delay = 0.0
+    yield replay_server
+    replay_server.clear()

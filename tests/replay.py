@@ -1,0 +1,246 @@
+"""A loopback HTTP server that answers with recorded real provider exchanges.
+
+Recordings live in ``tests/recordings/<name>.json`` (format in its README). A request to
+``/<name>/<provider path>`` is answered with the exchange of ``<name>`` whose path matches and whose
+request body is closest to the one received; every request is kept in ``received`` so tests can assert
+on what was sent. Point LiteLLM at ``server.openai_base(name)`` or ``server.anthropic_base(name)``.
+
+Faults for reliability tests are injected per recording name with :meth:`ReplayServer.inject`.
+
+Run it alone (``python tests/replay.py --port 8765``) to serve benchmarks from another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+RECORDINGS = Path(__file__).parent / "recordings"
+_SKIPPED_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection", "content-type"}
+
+
+@dataclass
+class Received:
+    name: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour, used ``times`` times (``None``: forever)."""
+
+    status: int = 500
+    body: str = '{"error": {"message": "injected fault", "type": "server_error"}}'
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering
+    cut_after_events: int | None = None  # serve the recording's stream, then drop the connection
+    replay: bool = False  # after the delay, answer with the recording instead of ``status``/``body``
+    times: int | None = 1
+
+
+def load_recording(name: str) -> list[dict[str, Any]]:
+    return json.loads((RECORDINGS / f"{name}.json").read_text())["exchanges"]
+
+
+def _texts(value: Any) -> str:
+    """Every string under ``value``, joined: compares prompts across provider message shapes."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\x00".join(_texts(v) for k, v in sorted(value.items()) if k != "cache_control")
+    if isinstance(value, list):
+        return "\x00".join(_texts(v) for v in value)
+    return ""
+
+
+def _closeness(sent: Any, recorded: Any) -> float:
+    if not isinstance(sent, dict) or not isinstance(recorded, dict):
+        return 0.0
+    score = 0.0
+    for key in sent.keys() | recorded.keys():
+        if sent.get(key) == recorded.get(key):
+            score += 1
+    if _texts(sent.get("messages")) == _texts(recorded.get("messages")):
+        score += 10
+    if _texts(sent.get("input")) == _texts(recorded.get("input")):
+        score += 10
+    if _texts(sent.get("system")) == _texts(recorded.get("system")):
+        score += 2
+    return score
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up early (timeouts, cancellations) are expected here, not errors."""
+
+
+class ReplayServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, stream_delay: float = 0.0) -> None:
+        self.stream_delay = stream_delay
+        self.received: list[Received] = []
+        self._faults: dict[str, list[Fault]] = defaultdict(list)
+        self._uses: dict[tuple[str, int], int] = defaultdict(int)
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._httpd = _QuietServer((host, port), _handler_for(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def openai_base(self, name: str) -> str:
+        return f"{self.url}/{name}/v1"
+
+    def anthropic_base(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def start(self) -> ReplayServer:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def inject(self, name: str, fault: Fault) -> None:
+        with self._lock:
+            self._faults[name].append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.received.clear()
+            self._faults.clear()
+            self._uses.clear()
+
+    def requests_for(self, name: str) -> list[Received]:
+        return [r for r in self.received if r.name == name]
+
+    # -- used by the handler ------------------------------------------------------------------------------
+
+    def _take_fault(self, name: str) -> Fault | None:
+        with self._lock:
+            faults = self._faults.get(name)
+            if not faults:
+                return None
+            fault = faults[0]
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    faults.pop(0)
+            return fault
+
+    def _choose(self, name: str, path: str, body: Any) -> dict[str, Any] | None:
+        with self._lock:
+            if name not in self._cache:
+                try:
+                    self._cache[name] = load_recording(name)
+                except FileNotFoundError:
+                    return None
+            candidates = [(i, e) for i, e in enumerate(self._cache[name]) if e["path"] == path]
+            if not candidates:
+                return None
+            # Closest body first; among equals the least used, so repeated identical requests walk the
+            # recording in order.
+            index, exchange = max(
+                candidates,
+                key=lambda c: (_closeness(body, c[1]["request"]), -self._uses[(name, c[0])], -c[0]),
+            )
+            self._uses[(name, index)] += 1
+            return exchange
+
+
+def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            _, name, *rest = self.path.split("?")[0].split("/")
+            path = "/" + "/".join(rest)
+            if not path.startswith("/v1"):
+                path = "/v1" + path
+            with server._lock:
+                server.received.append(Received(name, path, body, dict(self.headers.items())))
+
+            fault = server._take_fault(name)
+            if fault is not None and fault.delay:
+                time.sleep(fault.delay)
+            if fault is not None and not fault.replay and fault.cut_after_events is None:
+                self._send(fault.status, "application/json", fault.body.encode(), fault.headers)
+                return
+            exchange = server._choose(name, path, body)
+            if exchange is None:
+                message = json.dumps({"error": {"message": f"no recording for {name}{path}"}})
+                self._send(404, "application/json", message.encode(), {})
+                return
+            headers = {k: v for k, v in exchange["headers"].items() if k.lower() not in _SKIPPED_HEADERS}
+            payload = exchange["response"].encode()
+            if exchange["content_type"].startswith("text/event-stream"):
+                cut = fault.cut_after_events if fault is not None else None
+                self._send_stream(exchange["status"], exchange["content_type"], payload, headers, cut)
+            else:
+                self._send(exchange["status"], exchange["content_type"], payload, headers)
+
+        def _send(self, status: int, content_type: str, payload: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(payload)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _send_stream(
+            self, status: int, content_type: str, payload: bytes, headers: dict[str, str], cut: int | None
+        ) -> None:
+            events = [event + b"\n\n" for event in payload.split(b"\n\n") if event.strip()]
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            if cut is None:
+                self.send_header("content-length", str(sum(len(e) for e in events)))
+            else:
+                self.send_header("content-length", str(len(payload) + 1000))  # promise more than we send
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            for number, event in enumerate(events):
+                if cut is not None and number >= cut:
+                    self.close_connection = True
+                    return
+                self.wfile.write(event)
+                self.wfile.flush()
+                if server.stream_delay:
+                    time.sleep(server.stream_delay)
+
+    return Handler
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--stream-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    replay = ReplayServer(port=args.port, stream_delay=args.stream_delay)
+    print(replay.url, flush=True)
+    replay._httpd.serve_forever()
