@@ -21,7 +21,7 @@ from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
 from lmi.llms.results import Completion, StreamAssembler, build_results, completion_from_response
 from lmi.llms.retry import with_retries_and_fallbacks
-from lmi.types import LLMResult, TokenUsage
+from lmi.types import LLMResult
 
 if TYPE_CHECKING:
     from aviary.core import Message
@@ -108,14 +108,12 @@ class LiteLLMModel(LLMModel):
         await GLOBAL_LIMITER.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
         return token_limit, estimate
 
-    async def _settle(self, deployment: Deployment, limit: Any, estimate: int, usage: TokenUsage) -> None:
-        if not estimate:
-            return
+    async def _settle(self, deployment: Deployment, limit: Any, estimate: int, billed: int) -> None:
+        """Correct the token limiter from the estimate to what was billed (nothing, if the call failed)."""
         from lmi.rate_limiter import GLOBAL_LIMITER
 
-        delta = usage.total_tokens - estimate
-        if delta:
-            await GLOBAL_LIMITER.adjust(("client", deployment.name), delta, rate_limit=limit)
+        if billed != estimate:
+            await GLOBAL_LIMITER.adjust(("client", deployment.name), billed - estimate, rate_limit=limit)
 
     async def _attempt(
         self,
@@ -126,23 +124,28 @@ class LiteLLMModel(LLMModel):
     ) -> list[LLMResult]:
         request = self._request(deployment, messages, kwargs)
         limit, estimate = await self._charge(deployment, request)
-        started = time.perf_counter()
-        if notify is None:
-            response = await litellm().acompletion(**request)
-            completion, first_token = completion_from_response(response), None
-        else:
-            completion, first_token = await self._stream(deployment, request, notify)
-        finished = time.perf_counter()
-        results, usage, cost = build_results(
-            completion,
-            name=deployment.name,
-            requested_model=deployment.model,
-            prompt=messages,
-            started=started,
-            first_token=first_token,
-            finished=finished,
-        )
-        await self._settle(deployment, limit, estimate, usage)
+        billed = 0
+        try:
+            started = time.perf_counter()
+            if notify is None:
+                response = await litellm().acompletion(**request)
+                completion, first_token = completion_from_response(response), None
+            else:
+                completion, first_token = await self._stream(deployment, request, notify)
+            finished = time.perf_counter()
+            results, usage, cost = build_results(
+                completion,
+                name=deployment.name,
+                requested_model=deployment.model,
+                prompt=messages,
+                started=started,
+                first_token=first_token,
+                finished=finished,
+            )
+            billed = usage.total_tokens
+        finally:  # also on failure and cancellation: no charge is left half-applied
+            if estimate:
+                await self._settle(deployment, limit, estimate, billed)
         GLOBAL_COST_TRACKER.record(deployment.name, usage, cost)
         return results
 

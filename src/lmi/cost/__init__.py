@@ -1,0 +1,62 @@
+"""Cost tracking: what each call cost, running totals per model, and a persistent ledger.
+
+- :mod:`lmi.cost.pricing`: ``usage_cost(model, usage)`` prices billed usage from litellm's local map.
+- :mod:`lmi.cost.tracker`: ``GLOBAL_COST_TRACKER`` and the switches ``enable_cost_tracking`` /
+  ``cost_tracking_ctx``.
+- :mod:`lmi.cost.ledger`: ``enable_cost_ledger`` (or env ``LMI_COST_LEDGER``) and ``read_ledger``.
+"""
+
+from __future__ import annotations
+
+from lmi.cost.ledger import (
+    LEDGER_ENV,
+    LedgerSummary,
+    enable_cost_ledger,
+    format_ledger,
+    ledger_path,
+    read_ledger,
+)
+from lmi.cost.pricing import (
+    ModelPrices,
+    TokenRates,
+    UnknownModelPriceWarning,
+    clear_price_cache,
+    model_prices,
+    price_entry,
+    usage_cost,
+)
+from lmi.cost.totals import ModelCost, format_cost_table
+from lmi.cost.tracker import (
+    GLOBAL_COST_TRACKER,
+    CostCallback,
+    CostRecord,
+    CostTracker,
+    cost_tracking_ctx,
+    cost_tracking_enabled,
+    enable_cost_tracking,
+)
+
+__all__ = [
+    "GLOBAL_COST_TRACKER",
+    "LEDGER_ENV",
+    "CostCallback",
+    "CostRecord",
+    "CostTracker",
+    "LedgerSummary",
+    "ModelCost",
+    "ModelPrices",
+    "TokenRates",
+    "UnknownModelPriceWarning",
+    "clear_price_cache",
+    "cost_tracking_ctx",
+    "cost_tracking_enabled",
+    "enable_cost_ledger",
+    "enable_cost_tracking",
+    "format_cost_table",
+    "format_ledger",
+    "ledger_path",
+    "model_prices",
+    "price_entry",
+    "read_ledger",
+    "usage_cost",
+]

@@ -1,0 +1,76 @@
+"""Running token and USD totals, and the text table that shows them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from lmi.types import TokenUsage
+
+
+@dataclass(slots=True)
+class ModelCost:
+    """Running totals for one model (or one day, one tag, ...)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_calls: int = 0  # calls whose token counts came from a tokenizer, not the provider
+
+    def add(self, usage: TokenUsage, cost: float) -> None:
+        self.calls += 1
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.cache_creation_tokens += usage.cache_creation_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
+        self.cost_usd += cost
+        self.estimated_calls += usage.estimated
+
+    def merge(self, other: ModelCost) -> None:
+        for f in fields(ModelCost):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def copy(self) -> ModelCost:
+        return replace(self)
+
+
+_COLUMNS = ("calls", "prompt", "cache read", "cache write", "completion", "reasoning", "USD")
+
+
+def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order: str = "cost") -> str:
+    """Render per-key totals as an aligned text table with a totals row.
+
+    ``order="cost"`` lists the most expensive first, ``order="key"`` sorts by key (e.g. by day). Keys
+    whose token counts were estimated with a tokenizer are starred.
+    """
+    if not rows:
+        return "No costs recorded."
+    by_key = order == "key"
+    items = sorted(rows.items(), key=lambda item: item[0] if by_key else (-item[1].cost_usd, item[0]))
+    total = ModelCost()
+    lines: list[list[str]] = []
+    for key, totals in items:
+        lines.append([f"{key}{' *' if totals.estimated_calls else ''}", *_cells(totals)])
+        total.merge(totals)
+    header = [label, *_COLUMNS]
+    footer = ["total", *_cells(total)]
+    widths = [max(len(line[i]) for line in [header, *lines, footer]) for i in range(len(header))]
+
+    def render(cells: list[str]) -> str:
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([cells[0].ljust(widths[0]), *rest])
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    out = [render(header), rule, *map(render, lines), rule, render(footer)]
+    if total.estimated_calls:
+        out.append(f"* token counts of {total.estimated_calls} call(s) estimated with a tokenizer")
+    return "\n".join(out)
+
+
+def _cells(t: ModelCost) -> list[str]:
+    counts = (t.calls, t.prompt_tokens, t.cache_read_tokens, t.cache_creation_tokens)
+    return [f"{n:,}" for n in (*counts, t.completion_tokens, t.reasoning_tokens)] + [f"${t.cost_usd:,.6f}"]

@@ -1,0 +1,177 @@
+"""The in-process cost tracker and the switch that turns it on, per process or per context.
+
+Whether a call is tracked is decided where it is recorded: a context override set by
+:func:`cost_tracking_ctx` (inherited by tasks created inside the block, invisible to others) wins;
+otherwise the process-wide default set by :func:`enable_cost_tracking` applies. Before anyone sets it,
+the default is off, unless a cost ledger is configured (recording into a ledger implies tracking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from lmi.cost import ledger
+from lmi.cost.totals import ModelCost, format_cost_table
+from lmi.types import TokenUsage
+
+logger = logging.getLogger(__name__)
+
+_context_override: ContextVar[bool | None] = ContextVar("lmi_cost_tracking", default=None)
+_process_default: bool | None = None  # None: never set, follow whether a ledger is configured
+
+
+def cost_tracking_enabled() -> bool:
+    """Whether a call finishing in the current context is recorded."""
+    override = _context_override.get()
+    if override is not None:
+        return override
+    if _process_default is not None:
+        return _process_default
+    return ledger.ledger_configured()
+
+
+def enable_cost_tracking(enabled: bool = True) -> None:
+    """Turn tracking on or off for the whole process, including the current context.
+
+    Blocks of :func:`cost_tracking_ctx` entered elsewhere keep their own setting until they exit.
+    """
+    global _process_default
+    _process_default = enabled
+    _context_override.set(None)  # the latest explicit call wins here, even inside a ctx block
+
+
+class cost_tracking_ctx:  # lower case: used like the function it is in the API
+    """``with cost_tracking_ctx(): ...`` (or ``async with``) tracks costs inside the block only.
+
+    The setting follows the block across ``await``s and into tasks created inside it; concurrent tasks
+    outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._tokens: list[Token[bool | None]] = []
+
+    def __enter__(self) -> cost_tracking_ctx:
+        self._tokens.append(_context_override.set(self.enabled))
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _context_override.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> cost_tracking_ctx:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+@dataclass(frozen=True, slots=True)
+class CostRecord:
+    """One recorded call, as callbacks and the ledger see it."""
+
+    model: str
+    usage: TokenUsage
+    cost_usd: float
+    tag: str | None = None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    pid: int = field(default_factory=os.getpid)
+
+
+CostCallback = Callable[[CostRecord], Awaitable[Any] | Any]
+
+
+class CostTracker:
+    """Totals of every tracked call in this process: overall, per model, and through callbacks.
+
+    ``GLOBAL_COST_TRACKER`` also appends each record to the cost ledger when one is configured.
+    """
+
+    def __init__(self, *, use_ledger: bool = False) -> None:
+        self.lifetime_cost_usd: float = 0.0
+        self.by_model: dict[str, ModelCost] = {}
+        self.use_ledger = use_ledger
+        self._callbacks: list[CostCallback] = []
+        self._lock = threading.Lock()
+        self._pending: set[asyncio.Task[Any]] = set()  # keeps scheduled async callbacks alive
+
+    def record(self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None) -> None:
+        """Add one call's usage and cost; does nothing where tracking is disabled."""
+        if not cost_tracking_enabled():
+            return
+        with self._lock:
+            self.lifetime_cost_usd += cost
+            totals = self.by_model.get(model)
+            if totals is None:
+                totals = self.by_model[model] = ModelCost()
+            totals.add(usage, cost)
+            callbacks = tuple(self._callbacks)
+        if not (callbacks or self.use_ledger):
+            return
+        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag)
+        if self.use_ledger:
+            ledger.append(entry)
+        for callback in callbacks:
+            self._run_callback(callback, entry)
+
+    def add_callback(self, callback: CostCallback) -> None:
+        """Call ``callback(record)`` after each record; async callbacks run as tasks, not awaited."""
+        with self._lock:
+            self._callbacks.append(callback)
+
+    def remove_callback(self, callback: CostCallback) -> None:
+        with self._lock:
+            self._callbacks.remove(callback)
+
+    def reset(self) -> None:
+        """Zero every total (callbacks stay registered)."""
+        with self._lock:
+            self.lifetime_cost_usd = 0.0
+            self.by_model = {}
+
+    def report(self) -> str:
+        """A table of calls, tokens and USD per model, with a totals row."""
+        with self._lock:
+            rows = {model: totals.copy() for model, totals in self.by_model.items()}
+        return format_cost_table(rows)
+
+    def _run_callback(self, callback: CostCallback, entry: CostRecord) -> None:
+        try:
+            result = callback(entry)
+            if inspect.isawaitable(result):
+                self._schedule(result)
+        except Exception:
+            logger.exception("Cost callback %r failed", callback)
+
+    def _schedule(self, awaitable: Awaitable[Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # recorded from synchronous code: no loop to hand the callback to
+            asyncio.run(_logged(awaitable))
+            return
+        task = loop.create_task(_logged(awaitable))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+async def _logged(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        logger.exception("Async cost callback failed")
+
+
+GLOBAL_COST_TRACKER = CostTracker(use_ledger=True)
