@@ -1,0 +1,7 @@
+"""``python -m lmi.cli``: the same as the ``lmi`` command."""
+
+import sys
+
+from lmi.cli import main
+
+sys.exit(main())

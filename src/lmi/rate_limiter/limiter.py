@@ -1,0 +1,255 @@
+"""GlobalRateLimiter: limits per ``(namespace, key)``, kept in memory or in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, TypedDict, TypeVar
+
+from lmi.exceptions import RateLimitTimeout
+from lmi.rate_limiter.backend import Backend, WindowState
+from lmi.rate_limiter.memory import MemoryBackend
+from lmi.rate_limiter.parsing import (
+    WindowSpec,
+    acquire_timeout_seconds,
+    normalize_redis_url,
+    parse_rate_limit,
+    redis_url_from_env,
+    whole_weight,
+)
+from lmi.rate_limiter.redis import RedisBackend, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from limits import RateLimitItem
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+NamespaceAndKey = tuple[str, str]
+
+# With fallback_to_memory, how long to use memory after Redis failed before trying Redis again.
+FALLBACK_RETRY_SECONDS = 30.0
+
+
+class RateLimitStatus(TypedDict):
+    period_start: float  # Unix time of the oldest acquisition still in the window (now if none)
+    n_items_in_period: int  # units counted in the window ending now
+    period_seconds: int
+    period_name: str  # "second", "minute", ... (the limit's granularity)
+    period_cap: int  # units allowed per period
+
+
+class GlobalRateLimiter:
+    """Moving-window limits per ``(namespace, key)``, exact within a process or across processes.
+
+    Args:
+        rate_config: ``{(namespace, key): "100/minute" | limits.RateLimitItem}``; kept (not copied) as
+            :attr:`rate_config`, so later changes apply to the next call.
+        use_in_memory: keep the windows in this process even when Redis is configured.
+        redis_url: Redis to share windows with other processes; defaults to env ``REDIS_URL``. Without a
+            scheme (``localhost:6379``) it means ``redis://``; use ``rediss://`` for TLS. Nothing connects
+            until the first acquisition.
+        fallback_to_memory: when Redis cannot be reached, log a warning and limit in this process
+            instead (retrying Redis every 30 s). Off by default: an unreachable Redis raises
+            :class:`RedisUnavailableError` within ``redis_timeout``.
+        redis_timeout: seconds one Redis round trip (connect included) may take.
+    """
+
+    def __init__(
+        self,
+        rate_config: Mapping[NamespaceAndKey, str | RateLimitItem] | None = None,
+        use_in_memory: bool = False,
+        redis_url: str | None = None,
+        *,
+        fallback_to_memory: bool = False,
+        redis_timeout: float = 5.0,
+    ) -> None:
+        self.rate_config: dict[NamespaceAndKey, str | RateLimitItem] = (
+            rate_config if isinstance(rate_config, dict) else dict(rate_config or {})
+        )
+        for value in self.rate_config.values():
+            parse_rate_limit(value)  # a bad limit fails here, naming itself
+        self.use_in_memory = use_in_memory
+        self.fallback_to_memory = fallback_to_memory
+        self.redis_timeout = redis_timeout
+        self._redis_url = normalize_redis_url(redis_url) if redis_url else None
+        self._memory = MemoryBackend()
+        self._redis: RedisBackend | None = None
+        self._resolved = False
+        self._redis_retry_at = 0.0
+
+    # -- which store ---------------------------------------------------------------------------------
+
+    def _primary(self) -> Backend:
+        """Resolved on first use (env ``REDIS_URL`` is read then), fixed afterwards."""
+        if not self._resolved:
+            url = None if self.use_in_memory else (self._redis_url or redis_url_from_env())
+            if url is not None:
+                self._redis = RedisBackend(url, timeout=self.redis_timeout)
+            self._resolved = True
+        return self._redis or self._memory
+
+    def _active(self) -> Backend:
+        primary = self._primary()
+        if primary is self._redis and self.fallback_to_memory and time.monotonic() < self._redis_retry_at:
+            return self._memory
+        return primary
+
+    @property
+    def storage(self) -> str:
+        """``"redis"`` or ``"memory"``: the store acquisitions go to now."""
+        return self._active().name
+
+    @property
+    def redis_url(self) -> str | None:
+        self._primary()
+        return self._redis.url if self._redis else None
+
+    async def _attempt(self, operation: Callable[[Backend], Awaitable[_T]]) -> tuple[Backend, _T]:
+        backend = self._active()
+        try:
+            return backend, await operation(backend)
+        except RedisUnavailableError as exc:
+            if not self.fallback_to_memory:
+                raise
+            logger.warning("%s; limiting in this process only for the next %g s", exc, FALLBACK_RETRY_SECONDS)
+            self._redis_retry_at = time.monotonic() + FALLBACK_RETRY_SECONDS
+            return self._memory, await operation(self._memory)
+
+    def _spec_for(
+        self, namespace_and_key: NamespaceAndKey, rate_limit: str | RateLimitItem | None
+    ) -> WindowSpec | None:
+        if rate_limit is None:
+            if type(namespace_and_key) is not tuple:
+                namespace_and_key = tuple(namespace_and_key)  # type: ignore[assignment]
+            rate_limit = self.rate_config.get(namespace_and_key)
+            if rate_limit is None:
+                return None
+        return parse_rate_limit(rate_limit)
+
+    # -- the public operations -----------------------------------------------------------------------
+
+    async def try_acquire(
+        self,
+        namespace_and_key: NamespaceAndKey,
+        rate_limit: str | RateLimitItem | None = None,
+        weight: float = 1,
+        acquire_timeout: float | None = None,
+    ) -> float:
+        """Wait until ``weight`` units fit in the key's window, then count them.
+
+        ``rate_limit`` overrides :attr:`rate_config`; with neither, returns at once. Waiters are served
+        first come, first served (also across processes sharing Redis) and sleep until their turn.
+
+        Returns the Unix time (store clock) from which the units count; pass it as ``charged_at`` to
+        :meth:`adjust` to settle this charge exactly.
+
+        Raises:
+            ValueError: ``weight`` <= 0, or an unusable limit (the message names it).
+            RateLimitTimeout: (a ``TimeoutError``) at once if ``weight`` exceeds the limit; otherwise
+                after ``acquire_timeout`` seconds (default env ``RATE_LIMITER_TIMEOUT``, else 60) when
+                the units could not be counted before then.
+            RedisUnavailableError: Redis did not answer within ``redis_timeout`` (unless
+                ``fallback_to_memory``).
+        """
+        units = whole_weight(weight)
+        spec = self._spec_for(namespace_and_key, rate_limit)
+        if spec is None:
+            return time.time()
+        namespace, key = namespace_and_key
+        if units > spec.amount:
+            raise RateLimitTimeout(
+                f"Rate limit {namespace}/{key}: weight {units} can never fit in {spec.amount} "
+                f"per {spec.multiples} {spec.granularity}(s)"
+            )
+        timeout = acquire_timeout_seconds(acquire_timeout)
+        started = time.monotonic()
+        backend = self._active()
+        if backend is self._memory:  # nothing to fall back from: skip the indirection
+            grant = await backend.acquire(namespace, key, spec, units, timeout)
+        else:
+            backend, grant = await self._attempt(
+                lambda store: store.acquire(namespace, key, spec, units, timeout)
+            )
+        if not grant.granted:
+            # Turns are first come, first served, so waiting cannot bring ours sooner; we still wait out
+            # the timeout so that callers retrying on timeout do not spin.
+            await asyncio.sleep(max(0.0, timeout - (time.monotonic() - started)))
+            raise RateLimitTimeout(
+                f"Rate limit {namespace}/{key} ({spec.amount} per {spec.multiples} {spec.granularity}(s)): "
+                f"weight {units} would fit only in {grant.wait:.2f} s, beyond the {timeout:g} s timeout"
+            )
+        if grant.wait > 0:
+            try:
+                await asyncio.sleep(grant.wait)
+            except BaseException:  # cancelled while waiting: hand the reserved turn back
+                with contextlib.suppress(Exception):
+                    await backend.release(namespace, key, spec, grant, units)
+                raise
+        return grant.at
+
+    async def adjust(
+        self,
+        namespace_and_key: NamespaceAndKey,
+        delta: int,
+        rate_limit: str | RateLimitItem | None = None,
+        *,
+        charged_at: float | None = None,
+    ) -> None:
+        """Correct what was charged, without waiting.
+
+        A positive ``delta`` counts that many more units from now (it may exceed the limit; later
+        acquirers then wait longer). A negative one releases up to ``-delta`` units still in the window,
+        from its oldest entries and never from ones newer than ``charged_at`` (the value
+        :meth:`try_acquire` returned; default now) so the limit stays exact. No limit: nothing to do.
+        """
+        if isinstance(delta, bool) or not isinstance(delta, int):
+            raise ValueError(f"Rate limit adjustment must be a whole number of units, got {delta!r}")
+        spec = self._spec_for(namespace_and_key, rate_limit)
+        if spec is None or delta == 0:
+            return
+        namespace, key = namespace_and_key
+        await self._attempt(lambda store: store.adjust(namespace, key, spec, delta, charged_at))
+
+    async def rate_limit_status(self) -> dict[NamespaceAndKey, RateLimitStatus]:
+        """Usage of every configured or used window: ``{(namespace, key): RateLimitStatus}``."""
+        _, states = await self._attempt(lambda store: store.windows())
+        configured = {pair: parse_rate_limit(value) for pair, value in list(self.rate_config.items())}
+        chosen: dict[NamespaceAndKey, WindowState] = {}
+        for state in states:
+            pair = (state.namespace, state.key)
+            spec = configured.get(pair)
+            if spec is not None and spec.period_seconds != state.spec.period_seconds:
+                continue  # a window of a period no longer configured
+            previous = chosen.get(pair)
+            if previous is None or state.used > previous.used:
+                chosen[pair] = state._replace(spec=spec or state.spec)
+        now = time.time()
+        status: dict[NamespaceAndKey, RateLimitStatus] = {}
+        for pair, spec in configured.items():
+            chosen.setdefault(pair, WindowState(pair[0], pair[1], spec, 0, now))
+        for pair, state in chosen.items():
+            status[pair] = RateLimitStatus(
+                period_start=state.period_start,
+                n_items_in_period=state.used,
+                period_seconds=state.spec.period_seconds,
+                period_name=state.spec.granularity,
+                period_cap=state.spec.amount,
+            )
+        return status
+
+    async def aclose(self) -> None:
+        """Close the Redis connections this event loop opened (the limiter stays usable)."""
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def __repr__(self) -> str:
+        where = self._redis_url or ("memory" if self.use_in_memory else "REDIS_URL or memory")
+        return f"{type(self).__name__}(storage={where!r}, limits={len(self.rate_config)})"
+
+
+GLOBAL_LIMITER = GlobalRateLimiter()
+"""The limiter LiteLLMModel and LiteLLMEmbeddingModel use; resolves its store on first use."""
