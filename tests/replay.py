@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
+import struct
 import threading
 import time
 from collections import defaultdict
@@ -32,6 +34,7 @@ class Received:
     path: str
     body: Any
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when the request arrived (monotonic clock)
 
 
 @dataclass
@@ -45,6 +48,11 @@ class Fault:
     cut_after_events: int | None = None  # serve the recording's stream, then drop the connection
     replay: bool = False  # after the delay, answer with the recording instead of ``status``/``body``
     times: int | None = 1
+    content_type: str = "application/json"  # of ``body``, e.g. "text/html" for a proxy's error page
+    drop: bool = False  # after the delay, reset the connection (RST) without answering
+    event_delay: float | None = None  # seconds between stream events (a slow stream); else stream_delay
+    stall_after_events: int | None = None  # serve this many stream events, then go silent ...
+    stall: float = 0.0  # ... for this many seconds, then drop the connection
 
 
 def load_recording(name: str) -> list[dict[str, Any]]:
@@ -165,6 +173,7 @@ class ReplayServer:
 def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body in one segment: no 40 ms delayed-ACK stall
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -186,8 +195,16 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             fault = server._take_fault(name)
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
-            if fault is not None and not fault.replay and fault.cut_after_events is None:
-                self._send(fault.status, "application/json", fault.body.encode(), fault.headers)
+            if fault is not None and fault.drop:
+                self._reset()
+                return
+            streamed = fault is not None and (
+                fault.cut_after_events is not None
+                or fault.stall_after_events is not None
+                or fault.event_delay is not None
+            )
+            if fault is not None and not fault.replay and not streamed:
+                self._send(fault.status, fault.content_type, fault.body.encode(), fault.headers)
                 return
             exchange = server._choose(name, path, body)
             if exchange is None:
@@ -197,8 +214,7 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             headers = {k: v for k, v in exchange["headers"].items() if k.lower() not in _SKIPPED_HEADERS}
             payload = exchange["response"].encode()
             if exchange["content_type"].startswith("text/event-stream"):
-                cut = fault.cut_after_events if fault is not None else None
-                self._send_stream(exchange["status"], exchange["content_type"], payload, headers, cut)
+                self._send_stream(exchange["status"], exchange["content_type"], payload, headers, fault)
             else:
                 self._send(exchange["status"], exchange["content_type"], payload, headers)
 
@@ -211,13 +227,25 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _reset(self) -> None:
+            """Close the connection with a TCP reset, as a crashed proxy or a killed server would."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+
         def _send_stream(
-            self, status: int, content_type: str, payload: bytes, headers: dict[str, str], cut: int | None
+            self, status: int, content_type: str, payload: bytes, headers: dict[str, str], fault: Fault | None
         ) -> None:
             events = [event + b"\n\n" for event in payload.split(b"\n\n") if event.strip()]
+            cut = fault.cut_after_events if fault is not None else None
+            stall_at = fault.stall_after_events if fault is not None else None
+            if fault is not None and fault.event_delay is not None:
+                pause = fault.event_delay
+            else:
+                pause = server.stream_delay
             self.send_response(status)
             self.send_header("content-type", content_type)
-            if cut is None:
+            if cut is None and stall_at is None:
                 self.send_header("content-length", str(sum(len(e) for e in events)))
             else:
                 self.send_header("content-length", str(len(payload) + 1000))  # promise more than we send
@@ -228,10 +256,14 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 if cut is not None and number >= cut:
                     self.close_connection = True
                     return
+                if fault is not None and stall_at is not None and number >= stall_at:
+                    time.sleep(fault.stall)
+                    self.close_connection = True
+                    return
                 self.wfile.write(event)
                 self.wfile.flush()
-                if server.stream_delay:
-                    time.sleep(server.stream_delay)
+                if pause:
+                    time.sleep(pause)
 
     return Handler
 

@@ -50,8 +50,25 @@ class ModelCallError(LMIError, RuntimeError):
         return self.attempts[-1][1] if self.attempts else None
 
 
+class EmbeddingBatchError(LMIError, RuntimeError):
+    """One batch of an embedding run failed; nothing of the run is returned.
+
+    ``batch`` is the batch's position (0-based) among ``batches``; ``first`` and ``last`` are the indices
+    (inclusive) in the caller's list of the first and last text the batch carried. The provider's error is
+    the ``__cause__``.
+    """
+
+    def __init__(self, model: str, batch: int, batches: int, first: int, last: int, cause: Exception) -> None:
+        self.model, self.batch, self.batches, self.first, self.last = model, batch, batches, first, last
+        super().__init__(
+            f"{model}: embedding batch {batch + 1} of {batches} (texts {first}..{last}) failed: "
+            f"{type(cause).__name__}: {cause}"
+        )
+
+
 __all__ = [
     "ConfigurationError",
+    "EmbeddingBatchError",
     "JSONSchemaValidationError",
     "LMIError",
     "ModelCallError",

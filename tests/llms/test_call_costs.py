@@ -108,18 +108,33 @@ async def test_openai_stream_cost_uses_streamed_usage(replay) -> None:
 
 ANTHROPIC_CASES = [
     ("anthropic-messages-29fd16", 0, "claude-haiku-4-5-20251001", {"max_tokens": 56, "temperature": 1.0}),
-    ("anthropic-messages-cache-cb1e1e", 0, "claude-sonnet-4-5-20250929", {"max_tokens": 64000, "temperature": 0}),
-    ("anthropic-messages-cache-1feb77", 1, "claude-sonnet-4-5-20250929", {"max_tokens": 64000, "temperature": 0}),
+    (
+        "anthropic-messages-cache-cb1e1e",
+        0,
+        "claude-sonnet-4-5-20250929",
+        {"max_tokens": 64000, "temperature": 0},
+    ),
+    (
+        "anthropic-messages-cache-1feb77",
+        1,
+        "claude-sonnet-4-5-20250929",
+        {"max_tokens": 64000, "temperature": 0},
+    ),
     ("anthropic-messages-reasoning-771f20", 0, "claude-sonnet-4-5-20250929", {"max_tokens": 8192}),
 ]
 
 
 @pytest.mark.parametrize(("recording", "index", "model", "params"), ANTHROPIC_CASES)
-async def test_anthropic_cost_matches_bill(replay, recording: str, index: int, model: str, params: dict) -> None:
+async def test_anthropic_cost_matches_bill(
+    replay, recording: str, index: int, model: str, params: dict
+) -> None:
     exchange = recorded(recording, index)
     body = exchange["body"]
     expected = anthropic_cost(body["model"], body["usage"])
-    params = {**params, **({"thinking": exchange["request"]["thinking"]} if "thinking" in exchange["request"] else {})}
+    params = {
+        **params,
+        **({"thinking": exchange["request"]["thinking"]} if "thinking" in exchange["request"] else {}),
+    }
     llm = anthropic_model(replay, recording, model, **params)
     result = await llm.call_single(_messages(exchange["request"]))
     assert result.text == "".join(b["text"] for b in body["content"] if b["type"] == "text")
@@ -140,7 +155,11 @@ async def test_anthropic_stream_cache_cost(replay) -> None:
             elif event["type"] == "message_delta":
                 usage.update({k: v for k, v in event["usage"].items() if v is not None})
     llm = anthropic_model(
-        replay, "anthropic-messages-stream-cache-237cb0", "claude-sonnet-4-5-20250929", max_tokens=64000, temperature=0
+        replay,
+        "anthropic-messages-stream-cache-237cb0",
+        "claude-sonnet-4-5-20250929",
+        max_tokens=64000,
+        temperature=0,
     )
     result = await llm.call_single(_messages(exchange["request"]), callbacks=[lambda _: None])
     assert result.cost == pytest.approx(anthropic_cost(model, usage), abs=1e-12)

@@ -1,0 +1,259 @@
+"""`LiteLLMEmbeddingModel`: provider embeddings through litellm, batched, concurrent, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from lmi._tokenizer import cl100k
+from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
+from lmi.embeddings._progress import progress_bar
+from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, check_texts, gather_all_or_cancel
+from lmi.exceptions import ConfigurationError
+from lmi.types import TokenUsage
+
+DEFAULT_CONCURRENCY = 16  # batches in flight at once per embed_documents call
+BASE64_PROVIDERS = frozenset({"openai", "azure"})  # litellm providers asked for base64 vectors
+BASE64_DUMP_WARNING = (
+    r"Pydantic serializer warnings:\s+PydanticSerializationUnexpectedValue\(Expected `list\[float\]`"
+    r"[^\n]*\[field_name='embedding', input_value='[A-Za-z0-9+/=.]*', input_type=str\]\)"
+)
+
+
+class LiteLLMEmbeddingModel(EmbeddingModel):
+    """Any embedding model litellm reaches (``text-embedding-3-small``, ``azure/...``, ``voyage/...``).
+
+    ``config`` keys, all optional:
+
+    - ``kwargs``: passed to ``litellm.aembedding`` (``api_key``, ``api_base``, ``timeout``, ``num_retries``…);
+    - ``rate_limit``: tokens per period for this model (``"1000000/minute"``), charged per batch to
+      ``GLOBAL_LIMITER`` under ``("client", name)`` before the batch is sent;
+    - ``batch_size``: same as the argument, used when the argument is not given;
+    - ``concurrency``: batches in flight at once (default 16);
+    - ``progress``: ``True``/``False`` for a progress bar over batches (default: shown for long runs on a
+      terminal when tqdm is installed).
+
+    ``ndim`` is inferred from the model when not given. When given, it is sent as ``dimensions`` (litellm
+    maps it per provider), except to models of fixed size. Texts longer than the model's input limit are
+    truncated to it, counting cl100k_base tokens (exact for OpenAI models, an estimate for others). Empty
+    strings are not sent: providers reject them; each gets a zero vector.
+
+    Models litellm reaches over OpenAI's API (``openai``, ``azure``) are asked for base64 vectors unless
+    ``kwargs`` sets ``encoding_format``: float lists cost litellm ~3 ms of parsing per 1536-float vector,
+    which would make large runs CPU-bound. Set ``"encoding_format": "float"`` for an OpenAI-compatible
+    server that does not support base64.
+    """
+
+    name: str = "text-embedding-3-small"
+    batch_size: int = Field(default=16, gt=0)
+
+    _send_dimensions: bool = PrivateAttr(default=False)
+    _max_input_tokens: int | None = PrivateAttr(default=None)
+    _prompt_tokens: int = PrivateAttr(default=0)
+    _cost: float = PrivateAttr(default=0.0)
+    _request: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_size_from_config(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "batch_size" not in (data.get("config") or {}):
+            return data
+        from_config = data["config"]["batch_size"]
+        if "batch_size" in data and data["batch_size"] != from_config:
+            raise ConfigurationError(
+                f"batch_size={data['batch_size']} and config['batch_size']={from_config} disagree; give one"
+            )
+        return {**data, "batch_size": from_config}
+
+    def model_post_init(self, context: Any, /) -> None:
+        info = embedding_model_info(self.name)
+        self._send_dimensions = self.ndim is not None and accepts_dimensions(self.name)
+        if self.ndim is None:
+            self.ndim = info.ndim
+        self._max_input_tokens = info.max_input_tokens
+
+    @property
+    def total_prompt_tokens(self) -> int:
+        """Prompt tokens billed for this model object's calls so far."""
+        return self._prompt_tokens
+
+    @property
+    def total_cost(self) -> float:
+        """USD spent by this model object's calls so far (also recorded on ``GLOBAL_COST_TRACKER``)."""
+        return self._cost
+
+    async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        texts = check_texts(texts)
+        sent_at = [index for index, text in enumerate(texts) if text]
+        vectors = await self._embed_in_batches([texts[index] for index in sent_at], sent_at)
+        if len(sent_at) == len(texts):
+            return vectors
+        return self._with_zero_vectors(len(texts), sent_at, vectors)
+
+    async def _embed_in_batches(self, texts: list[str], positions: list[int]) -> list[list[float]]:
+        """Vectors of ``texts`` (non-empty), sent in concurrent batches; ``positions`` name them in errors."""
+        limit = self._rate_limit()
+        token_counts: list[int] = []
+        if limit is not None or self._needs_truncation(texts):
+            texts, token_counts = await asyncio.to_thread(self._truncate, texts, limit is not None)
+        starts = range(0, len(texts), self.batch_size)
+        progress = progress_bar(len(starts), enabled=self.config.get("progress"), description=self.name)
+        semaphore = asyncio.Semaphore(int(self.config.get("concurrency", DEFAULT_CONCURRENCY)))
+        failed = False
+
+        async def run(batch: int, start: int) -> list[list[float]]:
+            nonlocal failed
+            stop = min(start + self.batch_size, len(texts))
+            async with semaphore:
+                if failed:  # the run is lost: send nothing more (set before the failed batch's slot frees)
+                    raise asyncio.CancelledError
+                try:
+                    weight = sum(token_counts[start:stop]) if limit is not None else 0
+                    vectors = await self._embed_batch(texts[start:stop], limit, weight)
+                except Exception as exc:
+                    failed = True
+                    first, last = positions[start], positions[stop - 1]
+                    raise EmbeddingBatchError(self.name, batch, len(starts), first, last, exc) from exc
+            progress.update(1)
+            return vectors
+
+        try:
+            batches = await gather_all_or_cancel([run(batch, start) for batch, start in enumerate(starts)])
+        finally:
+            progress.close()
+        return [vector for vectors in batches for vector in vectors]
+
+    def _rate_limit(self) -> Any:
+        limit = self.config.get("rate_limit")
+        return limit.get(self.name) if isinstance(limit, dict) else limit
+
+    def _needs_truncation(self, texts: list[str]) -> bool:
+        # A token spans at least one UTF-8 byte and a character at most four, so shorter texts fit.
+        limit = self._max_input_tokens
+        return limit is not None and any(len(text) * 4 > limit for text in texts)
+
+    def _truncate(self, texts: list[str], count: bool) -> tuple[list[str], list[int]]:
+        """Texts cut to the model's input limit, and their token counts when ``count`` (else [])."""
+        encoding, limit = cl100k(), self._max_input_tokens
+        if count:
+            indices: Sequence[int] = range(len(texts))
+        else:
+            indices = [
+                index for index, text in enumerate(texts) if limit is not None and len(text) * 4 > limit
+            ]
+        # One by one: tiktoken holds the GIL, so its batch encoder's thread pool would only add overhead.
+        encoded = [encoding.encode_ordinary(texts[index]) for index in indices]
+        counts = [len(ids) for ids in encoded] if count else []
+        truncated = list(texts)
+        for index, ids in zip(indices, encoded, strict=True):
+            if limit is not None and len(ids) > limit:
+                truncated[index] = encoding.decode(ids[:limit], errors="ignore")
+                if count:
+                    counts[index] = limit
+        return truncated, counts
+
+    async def _embed_batch(self, texts: list[str], rate_limit: Any, weight: int) -> list[list[float]]:
+        from lmi._lazy import litellm
+
+        if rate_limit is not None:
+            from lmi.rate_limiter import GLOBAL_LIMITER
+
+            await GLOBAL_LIMITER.try_acquire(("client", self.name), rate_limit=rate_limit, weight=weight)
+        response = await litellm().aembedding(model=self.name, input=texts, **self._request_kwargs())
+        vectors = [decode_vector(embedding) for embedding in _in_input_order(response.data)]
+        if len(vectors) != len(texts):
+            raise ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts")
+        size = len(vectors[0])
+        if self.ndim is None:
+            self.ndim = size
+        if any(len(vector) != self.ndim for vector in vectors):
+            raise ValueError(f"the provider returned {size}-dimensional vectors, expected ndim={self.ndim}")
+        self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
+        return vectors
+
+    def _request_kwargs(self) -> dict[str, Any]:
+        """What every batch passes to ``litellm.aembedding`` besides model and input; built once."""
+        if self._request is None:
+            kwargs = dict(self.config.get("kwargs") or {})
+            if self._send_dimensions:
+                kwargs["dimensions"] = self.ndim
+            if "encoding_format" not in kwargs and _speaks_openai(self.name, kwargs):
+                # Float lists cost the client ~3 ms of parsing per 1536-float vector; base64 almost nothing.
+                kwargs["encoding_format"] = "base64"
+                _quiet_base64_dump_warning()
+            self._request = kwargs
+        return self._request
+
+    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> None:
+        from lmi.cost import GLOBAL_COST_TRACKER, usage_cost
+
+        if prompt_tokens is None:  # no usage in the response: our own count is the best estimate
+            counted = sum(len(cl100k().encode_ordinary(text)) for text in texts)
+            usage = TokenUsage(prompt_tokens=counted, estimated=True)
+        else:
+            usage = TokenUsage(prompt_tokens=prompt_tokens)
+        cost = usage_cost(self.name, usage)
+        self._prompt_tokens += usage.prompt_tokens
+        self._cost += cost
+        GLOBAL_COST_TRACKER.record(self.name, usage, cost)
+
+    def _with_zero_vectors(
+        self, total: int, sent_at: list[int], vectors: list[list[float]]
+    ) -> list[list[float]]:
+        if self.ndim is None:
+            raise ConfigurationError(
+                f"cannot tell the vector size of {self.name!r} for empty texts: pass ndim explicitly"
+            )
+        result = [[0.0] * self.ndim for _ in range(total)]
+        for index, vector in zip(sent_at, vectors, strict=True):
+            result[index] = vector
+        return result
+
+
+def _speaks_openai(name: str, kwargs: dict[str, Any]) -> bool:
+    """Whether litellm sends ``name`` over OpenAI's embeddings API (which answers base64 on request)."""
+    from lmi._lazy import litellm
+
+    try:
+        _, provider, _, _ = litellm().get_llm_provider(
+            model=name, custom_llm_provider=kwargs.get("custom_llm_provider"), api_base=kwargs.get("api_base")
+        )
+    except Exception:  # litellm cannot place the model: leave the request as the caller wrote it
+        return False
+    return provider in BASE64_PROVIDERS
+
+
+def _quiet_base64_dump_warning() -> None:
+    """Silence the one pydantic warning that base64 vectors cause, and only that one.
+
+    litellm dumps the OpenAI SDK's response model, whose ``embedding`` field is typed ``list[float]``;
+    a base64 string there makes pydantic warn on every call (each warning text differs, so Python's
+    once-per-location rule does not stop the flood). The filter matches that field and type only.
+    """
+    warnings.filterwarnings("ignore", message=BASE64_DUMP_WARNING, category=UserWarning)
+
+
+def _in_input_order(data: list[Any]) -> list[Any]:
+    """The embeddings of a response's ``data``, ordered by their ``index`` when every item has one."""
+    items = [item if isinstance(item, dict) else dict(item) for item in data]
+    if all("index" in item for item in items):
+        items.sort(key=lambda item: item["index"])
+    return [item["embedding"] for item in items]
+
+
+def decode_vector(embedding: list[float] | str) -> list[float]:
+    """A vector as floats: a base64 string holds little-endian float32s, as OpenAI sends them."""
+    if not isinstance(embedding, str):
+        return embedding
+    import numpy as np
+
+    vector: list[float] = np.frombuffer(base64.b64decode(embedding), dtype="<f4").tolist()
+    return vector
+
+
+__all__ = ["LiteLLMEmbeddingModel"]

@@ -1,0 +1,48 @@
+"""embedding_model_factory: which model each name designates, with its arguments."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from lmi import (
+    HybridEmbeddingModel,
+    LiteLLMEmbeddingModel,
+    SentenceTransformerEmbeddingModel,
+    SparseEmbeddingModel,
+    embedding_model_factory,
+)
+
+
+def test_names_route_to_models() -> None:
+    sparse = embedding_model_factory("sparse", ndim=64)
+    assert isinstance(sparse, SparseEmbeddingModel)
+    assert sparse.ndim == 64
+
+    local = embedding_model_factory("st-sentence-transformers/all-MiniLM-L6-v2", config={"device": "cpu"})
+    assert isinstance(local, SentenceTransformerEmbeddingModel)
+    assert local.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert local.config == {"device": "cpu"}
+
+    dense = embedding_model_factory("text-embedding-3-large", batch_size=8)
+    assert isinstance(dense, LiteLLMEmbeddingModel)
+    assert (dense.name, dense.batch_size) == ("text-embedding-3-large", 8)
+
+    hybrid = embedding_model_factory("hybrid-st-my-model")
+    assert isinstance(hybrid, HybridEmbeddingModel)
+    assert [type(m) for m in hybrid.models] == [SentenceTransformerEmbeddingModel, SparseEmbeddingModel]
+    assert hybrid.models[0].name == "my-model"
+    assert hybrid.name == "hybrid-st-my-model"
+
+
+def test_constructing_models_imports_nothing_heavy() -> None:
+    script = (
+        "import sys\n"
+        "import lmi\n"
+        "for name in ('sparse', 'hybrid-text-embedding-3-small', 'st-x', 'voyage/voyage-3'):\n"
+        "    lmi.embedding_model_factory(name)\n"
+        "heavy = ('litellm', 'tiktoken', 'numpy', 'torch', 'sentence_transformers', 'aviary')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"

@@ -1,0 +1,103 @@
+"""LLMModel's provider-free half, through a subclass written the way the README describes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aviary.core import Message
+from pydantic import BaseModel, Field
+
+from lmi import JSONSchemaValidationError, LLMModel, LLMResult
+
+
+class EchoModel(LLMModel):
+    """Answers with the last message's text (or a fixed reply), streaming it word by word."""
+
+    name: str = "echo"
+    reply: str | None = None
+    seen: list[dict[str, Any]] = Field(default_factory=list)
+
+    async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
+        self.seen.append({"messages": messages, **kwargs})
+        text = self.reply if self.reply is not None else messages[-1].content
+        return [LLMResult(model=self.name, text=text) for _ in range(kwargs.get("n", 1))]
+
+    async def acompletion_iter(self, messages: list[Message], **kwargs: Any) -> AsyncIterator[LLMResult]:
+        callbacks = kwargs.pop("callbacks", None) or []
+        self.seen.append({"messages": messages, **kwargs})
+        text = self.reply if self.reply is not None else str(messages[-1].content)
+        for word in text.split(" "):
+            for callback in callbacks:
+                out = callback(word + " ")
+                if hasattr(out, "__await__"):
+                    await out
+        yield LLMResult(model=self.name, text=text)
+
+
+async def test_plain_string_becomes_one_user_message() -> None:
+    llm = EchoModel()
+    result = await llm.call_single("hello there")
+    assert result.text == "hello there"
+    (message,) = llm.seen[0]["messages"]
+    assert (message.role, message.content) == ("user", "hello there")
+    assert llm.seen[0]["n"] == 1
+
+
+async def test_dict_messages_accepted_and_bad_items_named() -> None:
+    llm = EchoModel()
+    result = await llm.call_single([{"role": "user", "content": "hi"}])
+    assert result.text == "hi"
+    with pytest.raises(TypeError, match=r"messages\[1\]"):
+        await llm.call([Message(content="a"), 42])  # type: ignore[list-item]
+
+
+async def test_callbacks_reach_a_subclass_that_only_takes_kwargs() -> None:
+    llm = EchoModel()
+    words: list[str] = []
+
+    async def collect(delta: str) -> None:
+        words.append(delta)
+
+    result = await llm.call_single("one two three", callbacks=[collect])
+    assert words == ["one ", "two ", "three "]
+    assert result.text == "one two three"
+
+
+class Answer(BaseModel):
+    value: int
+
+
+async def test_output_type_validated_with_fences_tolerated() -> None:
+    llm = EchoModel(reply='```json\n{"value": 3}\n```')
+    result = await llm.call_single("q", output_type=Answer)
+    assert result.text.startswith("```")
+    sent = llm.seen[0]
+    assert sent["response_format"] == {"type": "json_object"}
+    assert sent["messages"][0].role == "system"
+    assert '"value"' in sent["messages"][0].content
+
+    bad = EchoModel(reply='{"value": "three"}')
+    with pytest.raises(JSONSchemaValidationError) as info:
+        await bad.call_single("q", output_type=Answer)
+    assert info.value.text == '{"value": "three"}'
+
+
+async def test_n_completions() -> None:
+    results = await EchoModel().call("x", n=3)
+    assert [r.text for r in results] == ["x", "x", "x"]
+
+
+def test_tool_choice_validation_is_eager() -> None:
+    from aviary.core import Tool
+
+    from lmi.llms.base import tools_request
+
+    def noop() -> None:
+        """Do nothing."""
+
+    tool = Tool.from_function(noop)
+    with pytest.raises(ValueError, match="sometimes"):
+        tools_request([tool], "sometimes")
+    assert tools_request([tool], None) == {"tools": [tool.model_dump(exclude_none=True, by_alias=True)]}
