@@ -23,12 +23,14 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import limits
 import redis
@@ -37,6 +39,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter import GlobalRateLimiter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.rate_limiter.windows import max_in_any_window
 
 KEY = ("client", "openai/gpt-4o")
 PROCESSES, WAITERS, RATE, RUN_SECONDS = 4, 50, 20, 5.0
@@ -120,18 +125,6 @@ class CommandCounter:
                 if mark in self.marks:
                     return sum(self.client.values()), sum(self.scripted.values())
             time.sleep(0.01)
-
-
-def max_in_any_window(events: Iterable[tuple[float, int]], window: float) -> int:
-    ordered = sorted(events)
-    best = running = first = 0
-    for at, weight in ordered:
-        running += weight
-        while ordered[first][0] <= at - window:
-            running -= ordered[first][1]
-            first += 1
-        best = max(best, running)
-    return best
 
 
 # -- 1. uncontended ------------------------------------------------------------------------------------
