@@ -17,6 +17,7 @@ from lmi.rate_limiter.parsing import (
     acquire_timeout_seconds,
     normalize_redis_url,
     parse_rate_limit,
+    redacted,
     redis_url_from_env,
     whole_weight,
 )
@@ -247,7 +248,8 @@ class GlobalRateLimiter:
             await self._redis.aclose()
 
     def __repr__(self) -> str:
-        where = self._redis_url or ("memory" if self.use_in_memory else "REDIS_URL or memory")
+        where = redacted(self._redis_url) if self._redis_url else None
+        where = where or ("memory" if self.use_in_memory else "REDIS_URL or memory")
         return f"{type(self).__name__}(storage={where!r}, limits={len(self.rate_config)})"
 
 

@@ -75,7 +75,12 @@ def whole_weight(weight: float) -> int:
     """Weights are whole units (tokens, requests); fractions round up so nothing goes uncounted."""
     if type(weight) is int and weight > 0:  # the common case, checked first
         return weight
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not weight > 0
+        or (isinstance(weight, float) and math.isinf(weight))
+    ):
         raise ValueError(f"Rate limit weight must be a number > 0, got {weight!r}")
     return weight if isinstance(weight, int) else math.ceil(weight)
 

@@ -249,6 +249,13 @@ class RedisBackend:
         return connection
 
     def _unavailable(self, exc: BaseException) -> RedisUnavailableError:
+        from redis.exceptions import AuthenticationError
+
+        if isinstance(exc, AuthenticationError):  # Redis answered: the password is wrong or missing
+            return RedisUnavailableError(
+                f"Rate limiter cannot use Redis at {redacted(self.url)}: it refused the credentials "
+                f"({type(exc).__name__}: {exc}). Fix the password in the Redis URL (REDIS_URL)."
+            )
         return RedisUnavailableError(
             f"Rate limiter cannot use Redis at {redacted(self.url)} "
             f"(no answer within {self.timeout:g} s: {type(exc).__name__}: {exc}). "
