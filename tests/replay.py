@@ -99,6 +99,7 @@ class ReplayServer:
         self._uses: dict[tuple[str, int], int] = defaultdict(int)
         self._cache: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified on every request received
         self._httpd = _QuietServer((host, port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -135,6 +136,12 @@ class ReplayServer:
 
     def requests_for(self, name: str) -> list[Received]:
         return [r for r in self.received if r.name == name]
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until ``count`` requests were received (False on timeout); from async code use
+        ``await asyncio.to_thread(server.wait_for_requests, count)``."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.received) >= count, timeout)
 
     # -- used by the handler ------------------------------------------------------------------------------
 
@@ -189,8 +196,9 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             path = "/" + "/".join(rest)
             if not path.startswith("/v1"):
                 path = "/v1" + path
-            with server._lock:
+            with server._arrived:
                 server.received.append(Received(name, path, body, dict(self.headers.items())))
+                server._arrived.notify_all()
 
             fault = server._take_fault(name)
             if fault is not None and fault.delay:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     )
     from lmi.exceptions import (
         ConfigurationError,
+        EmbeddingBatchError,
         JSONSchemaValidationError,
         LMIError,
         ModelCallError,
@@ -53,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "embedding_model_factory": "lmi.embeddings",
     "LMIError": "lmi.exceptions",
     "ConfigurationError": "lmi.exceptions",
+    "EmbeddingBatchError": "lmi.exceptions",
     "JSONSchemaValidationError": "lmi.exceptions",
     "ModelCallError": "lmi.exceptions",
     "RateLimitTimeout": "lmi.exceptions",
@@ -62,6 +64,7 @@ __all__ = [
     "GLOBAL_COST_TRACKER",
     "ConfigurationError",
     "CostTracker",
+    "EmbeddingBatchError",
     "EmbeddingModel",
     "HybridEmbeddingModel",
     "JSONSchemaValidationError",

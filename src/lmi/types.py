@@ -6,10 +6,12 @@ aviary imports litellm, which takes seconds, so message fields hold aviary Messa
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +42,41 @@ class TokenUsage:
         return max(self.prompt_tokens - self.cache_read_tokens - self.cache_creation_tokens, 0)
 
 
+class _RandomIds:
+    """Random (version 4) UUIDs, like ``uuid.uuid4``, from OS randomness fetched 4 KiB at a time.
+
+    ``uuid4`` makes one ``os.urandom`` call per id; that call releases the GIL, and in litellm's
+    many-threaded process getting it back costs more than everything else in building a result.
+    """
+
+    _BATCH_BYTES = 16 * 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = b""
+        self._used = 0
+        self._fork_hooked = False
+
+    def __call__(self) -> UUID:
+        with self._lock:
+            if self._used >= len(self._pool):
+                if not self._fork_hooked:  # a forked child must not repeat its parent's ids
+                    os.register_at_fork(after_in_child=self._forget)
+                    self._fork_hooked = True
+                self._pool, self._used = os.urandom(self._BATCH_BYTES), 0
+            start = self._used
+            self._used = start + 16
+            random_bytes = self._pool[start : start + 16]
+        return UUID(bytes=random_bytes, version=4)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._pool, self._used = b"", 0
+
+
+_random_id = _RandomIds()
+
+
 class LLMResult(BaseModel):
     """One completion: its text and messages, what it cost and how long it took.
 
@@ -49,7 +86,7 @@ class LLMResult(BaseModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    id: UUID = Field(default_factory=uuid4)
+    id: UUID = Field(default_factory=_random_id)
     name: str | None = Field(default=None, description="Caller-given name for this result.")
     model: str = ""
     text: str | None = ""

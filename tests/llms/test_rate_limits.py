@@ -71,7 +71,10 @@ async def test_limits_follow_the_model_actually_used(replay: ReplayServer) -> No
         "model_list": [
             {
                 "model_name": primary,
-                "litellm_params": {"model": "gpt-4o-mini", "api_base": replay.openai_base("mixed-chat-d72d1e")},
+                "litellm_params": {
+                    "model": "gpt-4o-mini",
+                    "api_base": replay.openai_base("mixed-chat-d72d1e"),
+                },
             },
             {
                 "model_name": fallback,

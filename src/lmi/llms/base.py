@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmi._lazy import aviary_core
 from lmi.exceptions import JSONSchemaValidationError
 from lmi.types import LLMResult
 
@@ -34,7 +35,7 @@ _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 def normalize_messages(messages: str | Iterable[Any]) -> list[Message]:
     """A plain string is one user message; dicts become aviary Messages; nothing empty is sent."""
-    from aviary.core import Message
+    Message = aviary_core().Message
 
     if isinstance(messages, str):
         if not messages:
@@ -62,6 +63,19 @@ def strip_fences(text: str) -> str:
     return match.group(1) if match else text
 
 
+def check_json_schema(schema: Mapping[str, Any]) -> None:
+    """Refuse a schema jsonschema cannot use before any provider is paid for an answer to it."""
+    import jsonschema
+    from referencing.exceptions import Unresolvable
+
+    try:
+        validator = jsonschema.validators.validator_for(schema)
+        validator.check_schema(schema)
+        validator(schema).is_valid(None)  # resolves the references met at the root
+    except (jsonschema.SchemaError, Unresolvable) as exc:
+        raise ValueError(f"output_type is not a usable JSON schema ({exc}): {dict(schema)!r}") from exc
+
+
 def output_type_request(
     output_type: OutputType, messages: list[Message]
 ) -> tuple[list[Message], dict[str, Any]]:
@@ -70,13 +84,16 @@ def output_type_request(
     A pydantic model uses JSON mode with its schema given to the model in a system message; a JSON-schema
     dict uses the provider's strict structured output.
     """
-    from aviary.core import Message
+    Message = aviary_core().Message
 
     if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+        if output_type is BaseModel:
+            raise TypeError("output_type must be a subclass of pydantic's BaseModel, not BaseModel itself")
         schema = json.dumps(output_type.model_json_schema())
         instruction = Message(role="system", content=f"Respond following this JSON schema:\n\n{schema}")
         return [instruction, *messages], {"response_format": {"type": "json_object"}}
     if isinstance(output_type, Mapping):
+        check_json_schema(output_type)
         name = str(output_type.get("title") or "response")
         name = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
         response_format = {
@@ -101,11 +118,18 @@ def validate_output(result: LLMResult, output_type: OutputType) -> None:
             ) from exc
         return
     import jsonschema
+    from referencing.exceptions import Unresolvable
 
     try:
         jsonschema.validate(json.loads(text), dict(output_type))
-    except (ValueError, jsonschema.ValidationError) as exc:
-        if isinstance(exc, jsonschema.ValidationError):
+    except (
+        ValueError,
+        RecursionError,  # a completion nested deeper than json can parse
+        jsonschema.ValidationError,
+        jsonschema.SchemaError,
+        Unresolvable,
+    ) as exc:
+        if isinstance(exc, jsonschema.ValidationError | jsonschema.SchemaError):
             message = f"at {exc.json_path}: {exc.message}"
         else:
             message = str(exc)
@@ -115,7 +139,7 @@ def validate_output(result: LLMResult, output_type: OutputType) -> None:
 
 
 def tools_request(tools: list[Tool], tool_choice: Any) -> dict[str, Any]:
-    from aviary.core import Tool
+    Tool = aviary_core().Tool
 
     if tool_choice is not None and not isinstance(tool_choice, Tool | str):
         raise TypeError(f"tool_choice must be 'auto', 'none', 'required' or a Tool, got {tool_choice!r}")
@@ -176,7 +200,9 @@ class LLMModel(ABC, BaseModel):
         if callbacks:
             if kwargs.get("n", 1) != 1:
                 raise ValueError("Streaming callbacks receive one completion; use n=1 with callbacks.")
-            results = [result async for result in self.acompletion_iter(prompt, callbacks, **kwargs)]
+            results = [
+                result async for result in self.acompletion_iter(prompt, callbacks=callbacks, **kwargs)
+            ]
         else:
             results = await self.acompletion(prompt, **kwargs)
         if output_type is not None:

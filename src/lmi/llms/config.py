@@ -12,6 +12,7 @@ Unknown keys are refused with an error naming the key, so a typo never silently 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -51,7 +52,7 @@ class Deployment:
     """One model the call may go to: its name in the config and the parameters litellm receives."""
 
     name: str
-    params: Mapping[str, Any]
+    params: Mapping[str, Any] = field(repr=False)  # may hold api_key: never in a repr
 
     @property
     def model(self) -> str:
@@ -83,12 +84,17 @@ class ModelSettings:
     timeout: float | None = None
     rate_limit: Mapping[str, Any] = field(default_factory=dict)
     request_limit: Mapping[str, Any] = field(default_factory=dict)
+    _chain: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Resolved once: every call reads it.
+        names = dict.fromkeys((self.primary, *self.fallbacks))
+        object.__setattr__(self, "_chain", tuple(self.deployments[name] for name in names))
 
     @property
     def chain(self) -> tuple[Deployment, ...]:
         """The primary deployment then each fallback, in order, without repeats."""
-        names = dict.fromkeys((self.primary, *self.fallbacks))
-        return tuple(self.deployments[name] for name in names)
+        return self._chain
 
     @property
     def n(self) -> int:
@@ -111,6 +117,11 @@ def _as_mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{where} must be a dict, got {type(value).__name__}: {value!r}")
     return value
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"The model name must be a non-empty string, got {name!r}")
 
 
 def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
@@ -162,9 +173,15 @@ def _parse_limits(raw: Any, key: str, primary: str) -> dict[str, Any]:
     """``{"model": "100/minute"}``; a bare limit applies to the primary model."""
     if raw is None:
         return {}
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    return {primary: raw}
+    limits = dict(raw) if isinstance(raw, Mapping) else {primary: raw}
+    from lmi.rate_limiter.parsing import parse_rate_limit  # imports `limits` only when limits are set
+
+    for model, value in limits.items():
+        try:
+            parse_rate_limit(value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"config[{key!r}][{model!r}]: {exc}") from None
+    return limits
 
 
 def _float(value: Any, key: str) -> float:
@@ -172,6 +189,8 @@ def _float(value: Any, key: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"{key!r} must be a number, got {value!r}") from None
+    if math.isnan(number):  # asyncio.sleep(nan) never returns
+        raise ConfigurationError(f"{key!r} must be a number, got {value!r}")
     if number < 0:
         raise ConfigurationError(f"{key!r} must not be negative, got {value!r}")
     return number
@@ -185,6 +204,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         deployments = _parse_model_list(config["model_list"])
         if name is None:
             name = config.get("name") or next(iter(deployments.values())).name
+        _check_name(name)
         if name not in deployments:
             raise ConfigurationError(
                 f"Model {name!r} is not in config['model_list'] (names there: {sorted(deployments)})"
@@ -193,6 +213,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
     else:
         _check_keys(config, TOP_LEVEL_KEYS | COMPLETION_PARAMS | RETRY_KEYS, "config")
         name = name or config.get("name") or DEFAULT_MODEL
+        _check_name(name)
         params = {
             k: v
             for k, v in config.items()

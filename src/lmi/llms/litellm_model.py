@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from functools import cache, partial
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import PrivateAttr, model_validator
 
-from lmi._lazy import litellm
+from lmi._lazy import aviary_core, litellm
 from lmi.cost import GLOBAL_COST_TRACKER
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
@@ -26,13 +28,55 @@ from lmi.types import LLMResult
 if TYPE_CHECKING:
     from aviary.core import Message
 
+_PLAIN_MESSAGE_FIELDS = {"role", "content", "content_is_json_str", "info", "cache_breakpoint"}
 _CHARS_PER_TOKEN = 4  # a deliberately cheap estimate; the limiter is settled to the billed count after
 
 
 def _message_dict(message: Message) -> dict[str, Any]:
+    """The message as litellm takes it, without aviary's ``info``.
+
+    Every call serialises its whole conversation, so the common case (a plain text ``Message``) is built
+    directly: it is the dict ``model_dump`` returns for such a message, at a fraction of the cost.
+    """
+    if (
+        type(message) is _plain_message_class()
+        and not message.content_is_json_str
+        and not message.cache_breakpoint
+    ):
+        if message.content is None:
+            return {"role": message.role}
+        return {"role": message.role, "content": message.content}
     data = message.model_dump(by_alias=True, exclude_none=True)
     data.pop("info", None)
     return data
+
+
+@cache
+def _rate_limiter() -> ModuleType:
+    """``lmi.rate_limiter``, imported on the first call (its ``GLOBAL_LIMITER`` is read on each)."""
+    import lmi.rate_limiter
+
+    return lmi.rate_limiter
+
+
+@cache
+def _plain_message_class() -> type | None:
+    """aviary's ``Message``, when its fields are the ones the fast path of ``_message_dict`` knows."""
+    message_class: type = aviary_core().Message
+    if set(getattr(message_class, "model_fields", ())) != _PLAIN_MESSAGE_FIELDS:
+        return None
+    return message_class
+
+
+class TokenCharge(NamedTuple):
+    """What a call charged the token limiter before it knew the bill."""
+
+    limit: Any
+    estimate: int
+    charged_at: float | None
+
+
+NO_CHARGE = TokenCharge(None, 0, None)
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
@@ -82,48 +126,59 @@ class LiteLLMModel(LLMModel):
 
     # -- the provider call -------------------------------------------------------------------------------
 
+    @staticmethod
     def _request(
-        self, deployment: Deployment, messages: list[Message], kwargs: dict[str, Any]
+        settings: ModelSettings, deployment: Deployment, messages: list[Message], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
         request = {**deployment.params, **kwargs}
         request["messages"] = [_message_dict(m) for m in messages]
-        if self._settings.timeout is not None:
-            request.setdefault("timeout", self._settings.timeout)
+        if settings.timeout is not None:
+            request.setdefault("timeout", settings.timeout)
         request.setdefault("max_retries", 0)  # retries are ours: one policy, one count, no hidden waits
         return request
 
-    async def _charge(self, deployment: Deployment, request: dict[str, Any]) -> tuple[Any, int]:
+    @staticmethod
+    async def _charge(
+        settings: ModelSettings, deployment: Deployment, request: dict[str, Any]
+    ) -> TokenCharge:
         """Acquire the request and token limits for ``deployment``; return what settling needs."""
-        from lmi.rate_limiter import GLOBAL_LIMITER
-
+        limiter = _rate_limiter().GLOBAL_LIMITER
         name = deployment.name
         request_key, token_key = ("client|request", name), ("client", name)
-        request_limit = self._settings.request_limit.get(name)
-        if request_limit is not None or request_key in GLOBAL_LIMITER.rate_config:
-            await GLOBAL_LIMITER.try_acquire(request_key, rate_limit=request_limit)
-        token_limit = self._settings.rate_limit.get(name)
-        if token_limit is None and token_key not in GLOBAL_LIMITER.rate_config:
-            return None, 0
+        request_limit = settings.request_limit.get(name)
+        if request_limit is not None or request_key in limiter.rate_config:
+            await limiter.try_acquire(request_key, rate_limit=request_limit)
+        token_limit = settings.rate_limit.get(name)
+        if token_limit is None and token_key not in limiter.rate_config:
+            return NO_CHARGE
         estimate = estimate_prompt_tokens(request["messages"])
-        await GLOBAL_LIMITER.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
-        return token_limit, estimate
+        charged_at = await limiter.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
+        return TokenCharge(token_limit, estimate, charged_at)
 
-    async def _settle(self, deployment: Deployment, limit: Any, estimate: int, billed: int) -> None:
+    @staticmethod
+    async def _settle(deployment: Deployment, charge: TokenCharge, billed: int) -> None:
         """Correct the token limiter from the estimate to what was billed (nothing, if the call failed)."""
-        from lmi.rate_limiter import GLOBAL_LIMITER
-
-        if billed != estimate:
-            await GLOBAL_LIMITER.adjust(("client", deployment.name), billed - estimate, rate_limit=limit)
+        if billed != charge.estimate:
+            await _rate_limiter().GLOBAL_LIMITER.adjust(
+                ("client", deployment.name),
+                billed - charge.estimate,
+                rate_limit=charge.limit,
+                charged_at=charge.charged_at,
+            )
 
     async def _attempt(
         self,
+        settings: ModelSettings,
         deployment: Deployment,
         messages: list[Message],
         kwargs: dict[str, Any],
         notify: Callable[[str], Awaitable[None]] | None,
     ) -> list[LLMResult]:
-        request = self._request(deployment, messages, kwargs)
-        limit, estimate = await self._charge(deployment, request)
+        request = self._request(settings, deployment, messages, kwargs)
+        if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
+            charge = await self._charge(settings, deployment, request)
+        else:  # no limit configured anywhere, the common case
+            charge = NO_CHARGE
         billed = 0
         try:
             started = time.perf_counter()
@@ -144,8 +199,8 @@ class LiteLLMModel(LLMModel):
             )
             billed = usage.total_tokens
         finally:  # also on failure and cancellation: no charge is left half-applied
-            if estimate:
-                await self._settle(deployment, limit, estimate, billed)
+            if charge.estimate:
+                await self._settle(deployment, charge, billed)
         GLOBAL_COST_TRACKER.record(deployment.name, usage, cost)
         return results
 
@@ -177,16 +232,16 @@ class LiteLLMModel(LLMModel):
                     await close()
         return assembler.finish(), first_token
 
-    async def _run(
+    def _run(
         self,
         messages: list[Message],
         kwargs: dict[str, Any],
         notify: Callable[[str], Awaitable[None]] | None,
-    ) -> list[LLMResult]:
-        async def attempt(deployment: Deployment) -> list[LLMResult]:
-            return await self._attempt(deployment, messages, kwargs, notify)
-
-        return await with_retries_and_fallbacks(self._settings.chain, self._settings.retry, attempt)
+    ) -> Coroutine[Any, Any, list[LLMResult]]:
+        # Plain functions and a partial, not coroutines: fewer frames for every resumption of the call.
+        settings = self._settings
+        attempt = partial(self._attempt, settings, messages=messages, kwargs=kwargs, notify=notify)
+        return with_retries_and_fallbacks(settings.chain, settings.retry, attempt)
 
     async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
         return await self._run(messages, kwargs, None)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC
 from typing import Any, TypeVar
 
 from lmi.exceptions import ModelCallError, RateLimitTimeout
@@ -46,8 +49,33 @@ def is_retryable(exc: BaseException) -> bool:
     )
 
 
+def _number(value: Any) -> float | None:
+    """A finite, non-negative number of (milli)seconds; NaN would make asyncio.sleep wait forever."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return max(number, 0.0) if math.isfinite(number) else None
+
+
+def _seconds_until(value: Any) -> float | None:
+    """``retry-after`` as seconds: a number, or an HTTP date (RFC 9110); None when it is neither."""
+    seconds = _number(value)
+    if seconds is not None or not isinstance(value, str):
+        return seconds
+    from email.utils import parsedate_to_datetime  # rare: keep email out of model construction
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # HTTP dates are in GMT
+    return _number(when.timestamp() - time.time())  # a date in the past means "now"
+
+
 def retry_after(exc: BaseException) -> float | None:
-    """The provider's ``retry-after`` (seconds or ``retry-after-ms``), when it sent one."""
+    """The provider's ``retry-after`` (seconds or an HTTP date) or ``retry-after-ms``, when it sent one."""
     for source in (
         getattr(getattr(exc, "response", None), "headers", None),
         getattr(exc, "litellm_response_headers", None),
@@ -56,12 +84,13 @@ def retry_after(exc: BaseException) -> float | None:
         if not source:
             continue
         try:
-            if (ms := source.get("retry-after-ms")) is not None:
-                return min(float(ms) / 1000, _MAX_RETRY_AFTER)
-            if (seconds := source.get("retry-after")) is not None:
-                return min(float(seconds), _MAX_RETRY_AFTER)
-        except (TypeError, ValueError, AttributeError):
+            ms, value = source.get("retry-after-ms"), source.get("retry-after")
+        except (TypeError, AttributeError):
             continue
+        if ms is not None and (milliseconds := _number(ms)) is not None:
+            return min(milliseconds / 1000, _MAX_RETRY_AFTER)
+        if value is not None and (seconds := _seconds_until(value)) is not None:
+            return min(seconds, _MAX_RETRY_AFTER)
     return None
 
 
