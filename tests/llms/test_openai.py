@@ -264,3 +264,14 @@ async def test_multimodal_message_is_sent_as_content_parts(replay: ReplayServer)
 def test_result_defaults() -> None:
     result = LLMResult(model="m", text="t")
     assert (result.cost, result.prompt_count, result.completion_count, str(result)) == (0.0, 0, 0, "t")
+
+
+async def test_a_failing_callback_surfaces_as_itself(replay: ReplayServer) -> None:
+    llm = openai_model(replay, "openai-chat-stream-29f559", temperature=1.0)
+
+    def broken(delta: str) -> None:
+        raise KeyError("bug in my callback")
+
+    with pytest.raises(KeyError, match="bug in my callback"):
+        await llm.call_single("Say hello", callbacks=[broken])
+    assert len(replay.requests_for("openai-chat-stream-29f559")) == 1  # not retried

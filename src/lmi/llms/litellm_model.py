@@ -22,7 +22,7 @@ from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
 from lmi.llms.results import Completion, StreamAssembler, build_results, completion_from_response
-from lmi.llms.retry import with_retries_and_fallbacks
+from lmi.llms.retry import is_provider_error, with_retries_and_fallbacks
 from lmi.types import LLMResult
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class LiteLLMModel(LLMModel):
 
     @model_validator(mode="after")
     def _parse_config(self) -> LiteLLMModel:
-        self._settings = parse_settings(self.name, self.config)
+        self._settings = parse_settings(self.name or None, self.config)
+        self.name = self._settings.primary  # an empty name means the default model: say which
         return self
 
     @property
@@ -220,7 +221,7 @@ class LiteLLMModel(LLMModel):
                         first_token = time.perf_counter()
                     await notify(delta)
         except Exception as exc:
-            if first_token is not None:
+            if first_token is not None and is_provider_error(exc):
                 # Text already reached the callbacks: retrying would repeat it, so stop here.
                 raise ModelCallError([(deployment.name, exc)]) from exc
             raise
