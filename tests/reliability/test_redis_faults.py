@@ -8,6 +8,7 @@ must hold again afterwards (also when the opt-in memory fallback carried the out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import signal
@@ -88,16 +89,22 @@ class RedisProcess:
             self._process = None
 
 
-@pytest.fixture
-def redis_process() -> Iterator[RedisProcess]:
+@contextlib.contextmanager
+def running_redis(*arguments: str) -> Iterator[RedisProcess]:
     with tempfile.TemporaryDirectory() as workdir:
-        server = RedisProcess(workdir)
+        server = RedisProcess(workdir, *arguments)
         server.start()
         server.wait_ready()
         try:
             yield server
         finally:
             server.kill()
+
+
+@pytest.fixture
+def redis_process() -> Iterator[RedisProcess]:
+    with running_redis() as server:
+        yield server
 
 
 @dataclass
@@ -246,14 +253,8 @@ async def test_memory_fallback_carries_the_outage_and_returns_to_redis(
 
 @pytest.fixture
 def redis_with_password() -> Iterator[RedisProcess]:
-    with tempfile.TemporaryDirectory() as workdir:
-        server = RedisProcess(workdir, "--requirepass", "right-horse-battery-staple")
-        server.start()
-        server.wait_ready()
-        try:
-            yield server
-        finally:
-            server.kill()
+    with running_redis("--requirepass", "right-horse-battery-staple") as server:
+        yield server
 
 
 @pytest.mark.parametrize("credentials", [":wrong-password-4f1d@", ""], ids=["wrong-password", "no-password"])
