@@ -122,8 +122,3 @@ async def with_retries_and_fallbacks(
                 logger.info("%s failed (%s); retry %d in %.2fs", deployment.name, exc, retry + 1, delay)
                 await asyncio.sleep(delay)
     raise ModelCallError(attempts) from (attempts[-1][1] if attempts else None)
-
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    """Fields worth logging about a provider error, without secrets."""
-    return {"type": type(exc).__name__, "status": _status(exc), "retry_after": retry_after(exc)}
