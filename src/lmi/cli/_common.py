@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 # Sent as the API key to a server given with --api-base when the environment has none: local
@@ -68,18 +67,3 @@ def usd(amount: float) -> str:
 def one_line(text: str) -> str:
     """``text`` with every run of whitespace (newlines included) collapsed to one space."""
     return " ".join(text.split())
-
-
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """An aligned text table; ``right`` says which columns align right (numbers)."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def render(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(width) if align_right else cell.ljust(width)
-            for cell, width, align_right in zip(cells, widths, right, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([render(header), rule, *map(render, rows)])

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lmi.cli._common import CLIError, one_line, render_table
+from lmi._table import render_table
+from lmi.cli._common import CLIError, one_line
 
 _RELATIVE = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
 # Period lengths as the `limits` package counts them (a month is 30 days, a year 12 of those).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from lmi._table import render_table
 from lmi.types import TokenUsage
 
 
@@ -56,16 +57,13 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
     for key, totals in items:
         lines.append([f"{key}{' *' if totals.estimated_calls else ''}", *_cells(totals)])
         total.merge(totals)
-    header = [label, *_COLUMNS]
-    footer = ["total", *_cells(total)]
-    widths = [max(len(line[i]) for line in [header, *lines, footer]) for i in range(len(header))]
-
-    def render(cells: list[str]) -> str:
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return "  ".join([cells[0].ljust(widths[0]), *rest])
-
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out = [render(header), rule, *map(render, lines), rule, render(footer)]
+    table = render_table(
+        [label, *_COLUMNS],
+        lines,
+        right=[False] + [True] * len(_COLUMNS),
+        footer=["total", *_cells(total)],
+    )
+    out = [table]
     if total.estimated_calls:
         out.append(f"* token counts of {total.estimated_calls} call(s) estimated with a tokenizer")
     return "\n".join(out)
