@@ -23,9 +23,9 @@ async def test_unparseable_strings_raise_value_error_naming_them(text: str) -> N
     limiter = GlobalRateLimiter(use_in_memory=True)
     with pytest.raises(ValueError, match=re.escape(repr(text))):
         await limiter.try_acquire(KEY, rate_limit=text)
-    limiter.rate_config[KEY] = text
     with pytest.raises(ValueError, match=re.escape(repr(text))):
-        await limiter.try_acquire(KEY)
+        limiter.rate_config[KEY] = text  # refused where it is given, not at the first acquisition
+    assert KEY not in limiter.rate_config
     with pytest.raises(ValueError, match=re.escape(repr(text))):
         GlobalRateLimiter(rate_config={KEY: text}, use_in_memory=True)
 

@@ -98,10 +98,9 @@ def test_numeric_options_work_or_name_the_value(option: str, value: Any, in_rout
 
 
 @FAST
-@given(key=st.text(min_size=1, max_size=15), where=st.sampled_from(["flat", "router", "model_list", "entry"]))
-def test_unknown_keys_are_refused_by_name(key: str, where: str) -> None:
+@given(key=st.text(min_size=1, max_size=15), where=st.sampled_from(["router", "model_list", "entry"]))
+def test_unknown_structural_keys_are_refused_by_name(key: str, where: str) -> None:
     known = {
-        "flat": COMPLETION_PARAMS | RETRY_KEYS | TOP_LEVEL_KEYS | {"timeout"},
         "router": ROUTER_KEYS,
         "model_list": TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"},
         "entry": frozenset({"model_name", "litellm_params", "model_info"}),
@@ -110,7 +109,6 @@ def test_unknown_keys_are_refused_by_name(key: str, where: str) -> None:
         return
     entry: dict[str, Any] = {"model_name": "m", "litellm_params": {"model": "gpt-4o-mini"}}
     configs_by_place: dict[str, dict[str, Any]] = {
-        "flat": {key: 1},
         "router": {"router_kwargs": {key: 1}},
         "model_list": {"model_list": [entry], key: 1},
         "entry": {"model_list": [{**entry, key: 1}]},
@@ -119,6 +117,22 @@ def test_unknown_keys_are_refused_by_name(key: str, where: str) -> None:
     # Raised inside pydantic validation, the ConfigurationError reaches the caller as a ValidationError.
     with pytest.raises(ValueError, match=re.escape(f"Unknown key {key!r}")):
         LiteLLMModel(config=config)
+
+
+@FAST
+@given(key=st.text(min_size=1, max_size=15), in_model_list=st.booleans())
+def test_unknown_parameters_are_sent_or_refused_by_name(key: str, in_model_list: bool) -> None:
+    """A parameter lmi does not know is a provider's own and reaches it, unless it looks like a typo."""
+    if key in COMPLETION_PARAMS | RETRY_KEYS | TOP_LEVEL_KEYS:
+        return
+    params = {"model": "gpt-4o-mini", key: 1}
+    config = {"model_list": [{"model_name": "m", "litellm_params": params}]} if in_model_list else params
+    llm, error = _outcome(lambda: LiteLLMModel(config=config))
+    if error is not None:
+        assert re.search(re.escape(f"Unknown key {key!r}") + r".*Did you mean '\w+'\?", str(error))
+        return
+    assert llm is not None
+    assert llm.settings.chain[0].params[key] == 1
 
 
 configs = st.dictionaries(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lmi.exceptions import EmbeddingBatchError
+from lmi._checks import Check, check_keys
+from lmi.exceptions import ConfigurationError, EmbeddingBatchError
 
 T = TypeVar("T")
 
@@ -26,6 +27,24 @@ class EmbeddingModel(BaseModel, ABC):
     name: str
     ndim: int | None = Field(default=None, gt=0)
     config: dict[str, Any] = Field(default_factory=dict, repr=False)  # may hold API keys: keep out of logs
+
+    # The config keys a model class reads, each with the check of its value (``Check``: None when fine,
+    # else what it should be; it may also raise ConfigurationError). Any other key is refused.
+    CONFIG_CHECKS: ClassVar[Mapping[str, Check]] = {}
+
+    @field_validator("config")
+    @classmethod
+    def _check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        where = f"{cls.__name__} config"
+        check_keys(config, cls.CONFIG_CHECKS, where)
+        for key, value in config.items():
+            try:
+                expected = cls.CONFIG_CHECKS[key](value)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{where}[{key!r}]: {exc}") from None
+            if expected is not None:
+                raise ConfigurationError(f"{where}[{key!r}] must be {expected}, got {value!r}")
+        return config
 
     @abstractmethod
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:

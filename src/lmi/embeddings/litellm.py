@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from lmi._checks import Check, flag, integer, mapping, optional
 from lmi._tokenizer import cl100k
 from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
 from lmi.embeddings._progress import progress_bar
@@ -23,6 +24,14 @@ BASE64_DUMP_WARNING = (
     r"Pydantic serializer warnings:\s+PydanticSerializationUnexpectedValue\(Expected `list\[float\]`"
     r"[^\n]*\[field_name='embedding', input_value='[A-Za-z0-9+/=.]*', input_type=str\]\)"
 )
+
+
+def _check_rate_limit(value: Any) -> None:
+    """A limit (``"1000000/minute"``) or ``{model name: limit}``, parsed now so a bad one fails here."""
+    from lmi.rate_limiter.parsing import parse_rate_limit  # imports `limits` only when a limit is set
+
+    for limit in value.values() if isinstance(value, Mapping) else (value,):
+        parse_rate_limit(limit)
 
 
 class LiteLLMEmbeddingModel(EmbeddingModel):
@@ -51,6 +60,14 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
 
     name: str = "text-embedding-3-small"
     batch_size: int = Field(default=16, gt=0)
+
+    CONFIG_CHECKS: ClassVar[Mapping[str, Check]] = {
+        "kwargs": mapping,
+        "rate_limit": _check_rate_limit,
+        "batch_size": integer(1),
+        "concurrency": integer(1),
+        "progress": optional(flag),
+    }
 
     _send_dimensions: bool = PrivateAttr(default=False)
     _max_input_tokens: int | None = PrivateAttr(default=None)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from pydantic import PrivateAttr
 
+from lmi._checks import Check, flag, integer, mapping, optional, string
 from lmi.embeddings.base import EmbeddingModel, check_texts
 
 
@@ -19,9 +20,18 @@ class SentenceTransformerEmbeddingModel(EmbeddingModel):
     event loop waits for torch. ``ndim`` is known after loading unless given; when given it is passed as
     ``truncate_dim``. ``config`` keys, all optional: ``device`` (``"cpu"``, ``"cuda"``…), ``model_kwargs``
     (to ``SentenceTransformer(...)``), ``encode_kwargs`` (to ``encode``, e.g. ``batch_size``,
-    ``normalize_embeddings``), ``progress`` (sentence-transformers' own progress bar).
+    ``normalize_embeddings``), ``batch_size`` (texts per forward pass), ``progress``
+    (sentence-transformers' own progress bar).
     Set ``HF_HUB_OFFLINE=1`` to forbid any download when ``name`` is a local directory or already cached.
     """
+
+    CONFIG_CHECKS: ClassVar[Mapping[str, Check]] = {
+        "device": string,
+        "model_kwargs": mapping,
+        "encode_kwargs": mapping,
+        "batch_size": integer(1),
+        "progress": optional(flag),
+    }
 
     _model: Any = PrivateAttr(default=None)
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -53,6 +63,8 @@ class SentenceTransformerEmbeddingModel(EmbeddingModel):
     def _encode(self, texts: list[str]) -> list[list[float]]:
         model = self.load()
         options: dict[str, Any] = {"show_progress_bar": bool(self.config.get("progress", False))}
+        if "batch_size" in self.config:
+            options["batch_size"] = self.config["batch_size"]
         options.update(self.config.get("encode_kwargs") or {})
         vectors = model.encode(texts, convert_to_numpy=True, **options)
         return vectors.tolist()

@@ -6,35 +6,28 @@ Two shapes are accepted:
   "fallbacks": [...], "router_kwargs": {...}, "rate_limit": {...}, "request_limit": {...}}``;
 * a flat shape: ``{"name": "gpt-4o", "temperature": 0.1, "max_tokens": 512, "n": 5, ...}``.
 
-Unknown keys are refused with an error naming the key, so a typo never silently changes a call.
+Both shapes check their completion parameters the same way (:func:`lmi.llms.params.check_params`):
+known ones are type-checked, a near miss of one is refused with a did-you-mean, and a provider's own
+parameters (``vertex_project``, ``aws_region_name``) pass. Structural keys (``model_list`` entries,
+``router_kwargs``) are lmi's own: any unknown one is refused, so a typo never silently changes a call.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from lmi._checks import check_keys
 from lmi.exceptions import ConfigurationError
+from lmi.llms.params import KNOWN_PARAMS, check_params
 
 DEFAULT_MODEL = "gpt-4o-mini"
 
-# Completion parameters accepted at the top level of the flat shape. litellm_params inside a model_list
-# are passed through untouched: providers have many parameters of their own.
-COMPLETION_PARAMS = frozenset(
-    {
-        "api_base", "api_key", "api_version", "audio", "base_url", "custom_llm_provider",
-        "deployment_id", "drop_params", "extra_body", "extra_headers", "frequency_penalty", "headers",
-        "logit_bias", "logprobs", "max_completion_tokens", "max_tokens", "metadata", "modalities",
-        "model", "n", "organization", "parallel_tool_calls", "prediction", "presence_penalty",
-        "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
-        "service_tier", "stop", "stream_options", "temperature", "thinking", "timeout", "top_k",
-        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
-    }
-)  # fmt: skip
+# Kept for code that imported it from here; the parameters and their checks live in lmi.llms.params.
+COMPLETION_PARAMS = KNOWN_PARAMS
 RETRY_KEYS = frozenset({"num_retries", "retry_backoff", "max_backoff", "retry_after"})
 # Router options that only make sense for LiteLLM's Router (several deployments per name); accepted so
 # router configs written for LiteLLM keep working, and ignored because lmi routes calls itself.
@@ -101,18 +94,6 @@ class ModelSettings:
         return int(self.deployments[self.primary].params.get("n") or 1)
 
 
-def _unknown(key: str, known: frozenset[str], where: str) -> ConfigurationError:
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return ConfigurationError(f"Unknown key {key!r} in {where}.{hint}")
-
-
-def _check_keys(mapping: Mapping[str, Any], known: frozenset[str], where: str) -> None:
-    for key in mapping:
-        if key not in known:
-            raise _unknown(key, known, where)
-
-
 def _as_mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise ConfigurationError(f"{where} must be a dict, got {type(value).__name__}: {value!r}")
@@ -131,11 +112,16 @@ def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
     for index, entry in enumerate(model_list):
         where = f"model_list[{index}]"
         entry = _as_mapping(entry, where)
-        _check_keys(entry, frozenset({"model_name", "litellm_params", "model_info"}), where)
+        check_keys(entry, frozenset({"model_name", "litellm_params", "model_info"}), where)
         name = entry.get("model_name")
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"{where} needs a non-empty string 'model_name', got {name!r}")
-        params = dict(_as_mapping(entry.get("litellm_params", {}), f"{where}['litellm_params']"))
+        if "litellm_params" not in entry:
+            raise ConfigurationError(
+                f"{where} ({name!r}) needs 'litellm_params', a dict holding at least the 'model' to call"
+            )
+        params = dict(_as_mapping(entry["litellm_params"], f"{where}['litellm_params']"))
+        check_params(params, f"config['model_list'][{index}]['litellm_params']")
         params.setdefault("model", name)
         if not isinstance(params["model"], str) or not params["model"]:
             raise ConfigurationError(f"{where}['litellm_params']['model'] must be a model name string")
@@ -200,7 +186,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
     """Resolve ``name`` and ``config`` into :class:`ModelSettings`; raise on anything unusable."""
     config = _as_mapping(config, "config")
     if "model_list" in config:
-        _check_keys(config, TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"}, "config")
+        check_keys(config, TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"}, "config")
         deployments = _parse_model_list(config["model_list"])
         if name is None:
             name = config.get("name") or next(iter(deployments.values())).name
@@ -211,7 +197,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
             )
         extra_names = tuple(key for key in deployments if key.startswith(f"{name}#"))
     else:
-        _check_keys(config, TOP_LEVEL_KEYS | COMPLETION_PARAMS | RETRY_KEYS, "config")
+        check_params(config, "config", also_known=TOP_LEVEL_KEYS | RETRY_KEYS)
         name = name or config.get("name") or DEFAULT_MODEL
         _check_name(name)
         params = {
@@ -224,7 +210,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         extra_names = ()
 
     router = _as_mapping(config.get("router_kwargs", {}), "config['router_kwargs']")
-    _check_keys(router, ROUTER_KEYS, "config['router_kwargs']")
+    check_keys(router, ROUTER_KEYS, "config['router_kwargs']")
     options = {**router, **{k: v for k, v in config.items() if k in RETRY_KEYS or k == "timeout"}}
 
     fallbacks = extra_names + _parse_fallbacks(config.get("fallbacks", router.get("fallbacks")), name)

@@ -13,6 +13,7 @@ from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter.backend import Backend, WindowState
 from lmi.rate_limiter.memory import MemoryBackend
 from lmi.rate_limiter.parsing import (
+    RateConfig,
     WindowSpec,
     acquire_timeout_seconds,
     normalize_redis_url,
@@ -47,8 +48,8 @@ class GlobalRateLimiter:
     """Moving-window limits per ``(namespace, key)``, exact within a process or across processes.
 
     Args:
-        rate_config: ``{(namespace, key): "100/minute" | limits.RateLimitItem}``; kept (not copied) as
-            :attr:`rate_config`, so later changes apply to the next call.
+        rate_config: ``{(namespace, key): "100/minute" | limits.RateLimitItem}``, copied into
+            :attr:`rate_config`; changes to that attribute apply to the next call.
         use_in_memory: keep the windows in this process even when Redis is configured.
         redis_url: Redis to share windows with other processes; defaults to env ``REDIS_URL``. Without a
             scheme (``localhost:6379``) it means ``redis://``; use ``rediss://`` for TLS. Nothing connects
@@ -68,11 +69,7 @@ class GlobalRateLimiter:
         fallback_to_memory: bool = False,
         redis_timeout: float = 5.0,
     ) -> None:
-        self.rate_config: dict[NamespaceAndKey, str | RateLimitItem] = (
-            rate_config if isinstance(rate_config, dict) else dict(rate_config or {})
-        )
-        for value in self.rate_config.values():
-            parse_rate_limit(value)  # a bad limit fails here, naming itself
+        self.rate_config = rate_config or {}
         self.use_in_memory = use_in_memory
         self.fallback_to_memory = fallback_to_memory
         self.redis_timeout = redis_timeout
@@ -81,6 +78,15 @@ class GlobalRateLimiter:
         self._redis: RedisBackend | None = None
         self._resolved = False
         self._redis_retry_at = 0.0
+
+    @property
+    def rate_config(self) -> dict[NamespaceAndKey, str | RateLimitItem]:
+        """Limits per key, mutable; a limit is parsed as it is stored, so a bad one fails right there."""
+        return self._rate_config
+
+    @rate_config.setter
+    def rate_config(self, value: Mapping[NamespaceAndKey, str | RateLimitItem]) -> None:
+        self._rate_config = RateConfig(value)
 
     # -- which store ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -123,3 +124,38 @@ def redacted(url: str) -> str:
         return url
     user = credentials.partition(":")[0]
     return f"{scheme}{sep}{user + ':' if user else ''}***@{host}"
+
+
+class RateConfig(dict[Any, Any]):
+    """``{(namespace, key): limit}`` that parses each limit as it is stored, so a bad one fails there.
+
+    A plain ``dict`` otherwise: reads cost nothing extra, and every way of storing a value is checked.
+    """
+
+    def __init__(self, items: Mapping[Any, Any] | None = None, /) -> None:
+        super().__init__()
+        self.update(items or {})
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        _check_entry(key, value)
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __ior__(self, other: Any) -> RateConfig:  # type: ignore[misc]
+        self.update(other)
+        return self
+
+
+def _check_entry(key: Any, value: Any) -> None:
+    try:
+        parse_rate_limit(value)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"rate_config[{key!r}]: {exc}") from None
