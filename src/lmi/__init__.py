@@ -7,7 +7,15 @@ tiktoken and numpy load only when a call needs them.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+# litellm fetches its price map from GitHub when it is imported, unless this variable is set: offline
+# that prints three warnings and sleeps between retries, whoever imports litellm (aviary does). lmi
+# prices calls from the map litellm ships, so it sets the variable litellm documents for that, for
+# every later importer. This replaces no code (not a monkeypatch) and keeps a value the user set.
+LITELLM_OFFLINE_ENV = "LITELLM_LOCAL_MODEL_COST_MAP"
+os.environ.setdefault(LITELLM_OFFLINE_ENV, "True")
 
 if TYPE_CHECKING:
     from lmi.cost import (

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from lmi.llms.config import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
-    api_key = check_credentials(model, args.api_base)  # loads litellm the offline way, before aviary does
+    api_key = check_credentials(model, args.api_base)
     from aviary.core import Message
 
     llm = LiteLLMModel(config=model_config(args, model, api_key))
