@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "SentenceTransformerEmbeddingModel": "lmi.embeddings",
     "embedding_model_factory": "lmi.embeddings",
     "LMIError": "lmi.exceptions",
+    "BatchItemError": "lmi.exceptions",
     "ConfigurationError": "lmi.exceptions",
     "EmbeddingBatchError": "lmi.exceptions",
     "JSONSchemaValidationError": "lmi.exceptions",

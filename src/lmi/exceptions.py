@@ -66,7 +66,22 @@ class EmbeddingBatchError(LMIError, RuntimeError):
         )
 
 
+class BatchItemError(LMIError, RuntimeError):
+    """One item of a batch has no answer: the provider reported an error, or its batch expired or was
+    cancelled. It stands in the item's place in ``call_batch``'s results; ``index`` is the item's position
+    in the caller's list, ``kind`` one of ``errored``, ``expired``, ``cancelled``, ``reason`` the provider's
+    words."""
+
+    def __init__(self, index: int, custom_id: str, kind: str, reason: str) -> None:
+        self.index, self.custom_id, self.kind, self.reason = index, custom_id, kind, reason
+        super().__init__(f"batch item {index} ({custom_id}) {kind}: {reason}")
+
+    def __reduce__(self) -> tuple[type, tuple[int, str, str, str]]:
+        return type(self), (self.index, self.custom_id, self.kind, self.reason)
+
+
 __all__ = [
+    "BatchItemError",
     "ConfigurationError",
     "EmbeddingBatchError",
     "JSONSchemaValidationError",

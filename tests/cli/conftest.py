@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# The loopback batch API server, for `lmi batch`.
+from tests.batch.conftest import batch_server  # noqa: F401
+
 # The redis-server of the rate limiter tests, reused for `lmi limits`.
 from tests.rate_limiter.conftest import redis_server, redis_url  # noqa: F401
 

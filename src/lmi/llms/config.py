@@ -35,8 +35,11 @@ IGNORED_ROUTER_KEYS = frozenset(
     {"routing_strategy", "set_verbose", "allowed_fails", "cooldown_time", "cache_responses", "debug_level"}
 )
 ROUTER_KEYS = RETRY_KEYS | IGNORED_ROUTER_KEYS | {"timeout", "fallbacks"}
-TOP_LEVEL_KEYS = frozenset(
-    {"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name"}
+# Options of call_batch (lmi.batch): where its state lives, how often it polls, how it splits.
+BATCH_KEYS = frozenset({"batch_dir", "batch_poll_interval", "batch_max_requests", "batch_max_bytes"})
+TOP_LEVEL_KEYS = (
+    frozenset({"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name"})
+    | BATCH_KEYS
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from functools import cache, partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -243,6 +243,18 @@ class LiteLLMModel(LLMModel):
         settings = self._settings
         attempt = partial(self._attempt, settings, messages=messages, kwargs=kwargs, notify=notify)
         return with_retries_and_fallbacks(settings.chain, settings.retry, attempt)
+
+    async def call_batch(self, prompts: Sequence[Any], **kwargs: Any) -> list[LLMResult | Exception]:
+        """Answer every prompt through the provider's batch API (half price, minutes to hours).
+
+        Each prompt is a string, a list of messages, or a dict with ``messages`` and per-item parameters.
+        Results come back in input order; an item that failed is its exception (``BatchItemError``) in
+        place. The job is persisted, so the same call in a restarted process collects it instead of
+        submitting again. ``output_type``, ``tools`` and request parameters work as in :meth:`call`.
+        """
+        from lmi.batch import call_batch
+
+        return await call_batch(self, prompts, **kwargs)
 
     async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
         return await self._run(messages, kwargs, None)

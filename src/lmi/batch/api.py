@@ -1,0 +1,223 @@
+"""The public face of batches: ``call_batch`` and the functions behind ``lmi batch``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from lmi.batch.providers import PROVIDERS, BatchProvider
+from lmi.batch.runner import (
+    BatchRunner,
+    Target,
+    batch_target,
+    build_items,
+    job_id_for,
+)
+from lmi.batch.store import BatchStore, Item, Job
+from lmi.batch.wire import anthropic_completion, openai_completion
+from lmi.exceptions import BatchItemError, JSONSchemaValidationError
+from lmi.types import LLMResult
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from lmi.llms.base import OutputType
+    from lmi.llms.litellm_model import LiteLLMModel
+
+BatchOutcome = LLMResult | Exception
+
+
+@contextlib.asynccontextmanager
+async def _provider(target: Target) -> AsyncIterator[BatchProvider]:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=300, sock_connect=30)
+    session: aiohttp.ClientSession = aiohttp.ClientSession(timeout=timeout, trust_env=True)
+    try:
+        yield PROVIDERS[target.provider](target.base_url, target.api_key, session)
+    finally:
+        await session.close()
+
+
+def _options(model: LiteLLMModel, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pop the batch's own options out of the call's kwargs (the rest are request parameters)."""
+    config = model.config
+    return {
+        "poll_interval": kwargs.pop("poll_interval", config.get("batch_poll_interval")),
+        "max_poll_interval": kwargs.pop("max_poll_interval", None),
+        "max_requests": kwargs.pop("max_batch_requests", config.get("batch_max_requests")),
+        "max_bytes": kwargs.pop("max_batch_bytes", config.get("batch_max_bytes")),
+        "progress": kwargs.pop("progress", None),
+    }
+
+
+async def submit_batch(
+    model: LiteLLMModel,
+    prompts: Sequence[Any],
+    *,
+    output_type: OutputType | None = None,
+    tools: list[Any] | None = None,
+    tool_choice: Any = "required",
+    batch_dir: str | None = None,
+    **kwargs: Any,
+) -> str:
+    """Record the job and submit its batches; return the job id without waiting for the answers."""
+    options = _options(model, kwargs)
+    store, job, target, _ = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
+    async with _provider(target) as provider:
+        await BatchRunner(store, job, provider, **options).submit_pending()
+    return job.job_id
+
+
+async def call_batch(
+    model: LiteLLMModel,
+    prompts: Sequence[Any],
+    *,
+    output_type: OutputType | None = None,
+    tools: list[Any] | None = None,
+    tool_choice: Any = "required",
+    batch_dir: str | None = None,
+    **kwargs: Any,
+) -> list[BatchOutcome]:
+    """Answer every prompt through the provider's batch API; results (or exceptions) in input order."""
+    options = _options(model, kwargs)
+    store, job, target, sent = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
+    async with _provider(target) as provider:
+        items = await BatchRunner(store, job, provider, **options).run()
+    return results(store, job, model.settings.chain[0].name, items, sent, output_type)
+
+
+def _prepare(
+    model: LiteLLMModel,
+    prompts: Sequence[Any],
+    output_type: OutputType | None,
+    tools: list[Any] | None,
+    tool_choice: Any,
+    batch_dir: str | None,
+    kwargs: dict[str, Any],
+) -> tuple[BatchStore, Job, Target, list[list[Any]]]:
+    if isinstance(prompts, str):
+        raise TypeError("call_batch takes a list of prompts; wrap a single prompt in a list")
+    if not prompts:
+        raise ValueError("call_batch needs at least one prompt")
+    deployment = model.settings.chain[0]
+    target = batch_target(deployment)
+    built = build_items(target, deployment, prompts, kwargs, output_type, tools, tool_choice)
+    bodies = [body for _, body in built]
+    store = BatchStore(batch_dir or model.config.get("batch_dir"))
+    job = Job(
+        job_id=job_id_for(target, bodies),
+        provider=target.provider,
+        model=deployment.name,
+        base_url=target.base_url,
+        n_items=len(bodies),
+        created_at=time.time(),
+        state="running",
+    )
+    if not store.create_job(job, [(f"item-{i}", body) for i, body in enumerate(bodies)]):
+        job = store.job(job.job_id) or job  # the same job ran before: resume it
+    return store, job, target, [sent for sent, _ in built]
+
+
+def results(
+    store: BatchStore,
+    job: Job,
+    name: str,
+    items: list[Item],
+    prompts: list[list[Any]] | None = None,
+    output_type: OutputType | None = None,
+) -> list[BatchOutcome]:
+    """One result or exception per item; each item's cost is tracked once, ever."""
+    from lmi.cost import GLOBAL_COST_TRACKER
+    from lmi.cost.batch_pricing import batch_usage_cost
+    from lmi.llms.base import validate_output
+    from lmi.llms.results import build_results, pricing_model
+
+    decode = openai_completion if job.provider == "openai" else anthropic_completion
+    outcomes: list[BatchOutcome] = []
+    newly_tracked = []
+    for item in items:
+        if item.kind != "succeeded" or item.answer is None:
+            reason = item.error or (item.kind or "no outcome")
+            outcomes.append(BatchItemError(item.idx, item.custom_id, item.kind or "missing", reason))
+            continue
+        completion = decode(item.answer)
+        prompt = prompts[item.idx] if prompts else None
+        built, usage, _ = build_results(
+            completion,
+            name=name,
+            requested_model=name,
+            prompt=prompt,
+            started=job.created_at,
+            finished=time.time(),
+        )
+        cost = batch_usage_cost(pricing_model(completion, item.body.get("model", name)), usage) or 0.0
+        result = built[0].model_copy(update={"cost": cost})
+        if not item.tracked:
+            GLOBAL_COST_TRACKER.record(name, usage, cost, tag="batch")
+            newly_tracked.append(item.idx)
+        if output_type is not None:
+            try:
+                validate_output(result, output_type)
+            except JSONSchemaValidationError as exc:
+                outcomes.append(exc)
+                continue
+        outcomes.append(result)
+    if newly_tracked:
+        store.mark_tracked(job.job_id, newly_tracked)
+    return outcomes
+
+
+async def collect_batch(job_id: str, *, batch_dir: str | None = None, **options: Any) -> list[BatchOutcome]:
+    """Wait for a submitted job (by job or provider batch id) and return its results."""
+    store = BatchStore(batch_dir)
+    job = _find(store, job_id)
+    target = _target_of(job)
+    async with _provider(target) as provider:
+        items = await BatchRunner(store, job, provider, **options).run()
+    return results(store, job, job.model, items)
+
+
+async def cancel_batch(job_id: str, *, batch_dir: str | None = None) -> list[str]:
+    """Ask the provider to cancel every unfinished batch of a job; return their ids."""
+    store = BatchStore(batch_dir)
+    job = _find(store, job_id)
+    cancelled = []
+    async with _provider(_target_of(job)) as provider:
+        for batch_id, state, _, _ in store.batches(job.job_id):
+            if state != "collected":
+                await provider.cancel(batch_id)
+                cancelled.append(batch_id)
+    store.set_job_state(job.job_id, "cancelling")
+    return cancelled
+
+
+def _find(store: BatchStore, job_id: str) -> Job:
+    job = store.find_job(job_id)
+    if job is None:
+        raise KeyError(f"No batch job {job_id!r} in {store.path}")
+    return job
+
+
+def _target_of(job: Job) -> Target:
+    from lmi.batch.providers import default_key
+
+    return Target(job.provider, job.model, job.base_url, default_key(job.provider))
+
+
+async def batch_status(job_id: str, *, batch_dir: str | None = None) -> tuple[Job, list[dict[str, Any]]]:
+    """A job and its batches, each polled once (unless already collected): id, state, done, total."""
+    store = BatchStore(batch_dir)
+    job = _find(store, job_id)
+    batches = []
+    async with _provider(_target_of(job)) as provider:
+        for batch_id, state, n_items, done in store.batches(job.job_id):
+            if state != "collected":
+                status = await provider.poll(batch_id)
+                state, done = status.state, status.done
+                if not status.finished:
+                    store.update_batch(batch_id, state, done)
+            batches.append({"batch_id": batch_id, "state": state, "done": done, "total": n_items})
+    return job, batches

@@ -1,0 +1,170 @@
+"""call_batch through OpenAI's Batch API (loopback server answering from real recordings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmi import BatchItemError, LiteLLMModel
+from lmi.cost import GLOBAL_COST_TRACKER, cost_tracking_ctx
+from tests.batch.conftest import price_map_entry
+from tests.batch.servers import BatchServer
+from tests.replay import load_recording
+
+
+def model(server: BatchServer, name: str = "gpt-4o-mini-2024-07-18", **config: Any) -> LiteLLMModel:
+    params = {"model": name, "api_base": server.openai_base}
+    return LiteLLMModel(
+        name=name,
+        config={"model_list": [{"model_name": name, "litellm_params": params}], "batch_poll_interval": 0.01,
+                **config},
+    )  # fmt: skip
+
+
+def expected_batch_cost(recording: str) -> float:
+    """usage × the price map's *_batches rates, computed here from the raw map."""
+    body = json.loads(load_recording(recording)[0]["response"])
+    entry = price_map_entry(body["model"])
+    usage = body["usage"]
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return (
+        (usage["prompt_tokens"] - cached) * entry["input_cost_per_token_batches"]
+        + cached * entry.get("cache_read_input_token_cost_batches", entry["input_cost_per_token_batches"] / 2)
+        + usage["completion_tokens"] * entry["output_cost_per_token_batches"]
+    )
+
+
+async def test_results_in_input_order_at_batch_prices(batch_server: BatchServer, batch_dir: Path) -> None:
+    llm = model(batch_server)
+    prompts = [
+        "Say hello",
+        [{"role": "user", "content": "What does 42 mean?"}],
+        {"messages": "Say hello", "temperature": 0.5},
+    ]
+    with cost_tracking_ctx():
+        before = GLOBAL_COST_TRACKER.lifetime_cost_usd
+        results = await llm.call_batch(prompts, batch_dir=str(batch_dir))
+        tracked = GLOBAL_COST_TRACKER.lifetime_cost_usd - before
+
+    hello = json.loads(load_recording("openai-chat-ea3a00")[0]["response"])
+    meaning = json.loads(load_recording("openai-chat-887c4f")[0]["response"])
+    assert [r.text for r in results] == [  # type: ignore[union-attr]
+        hello["choices"][0]["message"]["content"],
+        meaning["choices"][0]["message"]["content"],
+        hello["choices"][0]["message"]["content"],
+    ]
+    assert results[1].prompt_count == meaning["usage"]["prompt_tokens"]  # type: ignore[union-attr]
+    assert results[1].completion_count == meaning["usage"]["completion_tokens"]  # type: ignore[union-attr]
+    assert results[0].cost == pytest.approx(expected_batch_cost("openai-chat-ea3a00"), rel=1e-12)  # type: ignore[union-attr]
+    assert results[1].cost == pytest.approx(expected_batch_cost("openai-chat-887c4f"), rel=1e-12)  # type: ignore[union-attr]
+    assert tracked == pytest.approx(sum(r.cost for r in results), rel=1e-12)  # type: ignore[union-attr]
+
+    # One upload and one batch; the per-item parameter went into that item's body only.
+    [batch] = batch_server.created()
+    assert [item["custom_id"] for item in batch.items] == ["item-0", "item-1", "item-2"]
+    assert batch.items[2]["body"]["temperature"] == 0.5
+    assert "temperature" not in batch.items[0]["body"]
+    assert batch.items[0]["body"]["model"] == "gpt-4o-mini-2024-07-18"
+    assert sum(1 for method, path in batch_server.log if (method, path) == ("POST", "/v1/files")) == 1
+
+
+async def test_a_rerun_collects_instead_of_submitting_and_bills_once(
+    batch_server: BatchServer, batch_dir: Path
+) -> None:
+    llm = model(batch_server)
+    with cost_tracking_ctx():
+        first = await llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir))
+        before = GLOBAL_COST_TRACKER.lifetime_cost_usd
+        again = await llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir))
+        assert GLOBAL_COST_TRACKER.lifetime_cost_usd == before
+    assert len(batch_server.created()) == 1
+    assert [r.text for r in again] == [r.text for r in first]  # type: ignore[union-attr]
+
+
+async def test_item_errors_stand_in_place(batch_server: BatchServer, batch_dir: Path) -> None:
+    results = await model(batch_server).call_batch(
+        ["Say hello", "PLEASE FAIL now", "What does 42 mean?"], batch_dir=str(batch_dir)
+    )
+    assert results[0].text
+    assert results[2].text
+    error = results[1]
+    assert isinstance(error, BatchItemError)
+    assert error.index == 1
+    assert error.kind == "errored"
+    assert "refused by the test server" in str(error)
+
+
+async def test_expired_batch_resubmits_only_what_did_not_finish(
+    batch_server: BatchServer, batch_dir: Path
+) -> None:
+    batch_server.expire_after = 2
+    llm = model(batch_server)
+    prompts = ["Say hello", "What does 42 mean?", "Say hello there", "What does 42 mean now?"]
+
+    async def poll_until_second_batch() -> list[Any]:
+        return await llm.call_batch(prompts, batch_dir=str(batch_dir))
+
+    # The first batch expires with 2 of 4 answered; the second is allowed to finish.
+    original = batch_server.advance_openai
+
+    def advance(batch: Any) -> None:
+        if len(batch_server.batches) > 1:
+            batch_server.expire_after = None
+        original(batch)
+
+    batch_server.advance_openai = advance  # type: ignore[method-assign]
+    results = await poll_until_second_batch()
+    first, second = batch_server.created()
+    assert first.status == "expired"
+    assert second.status == "completed"
+    assert [i["custom_id"] for i in second.items] == ["item-2", "item-3"]
+    assert all(not isinstance(r, Exception) for r in results)
+
+
+async def test_failed_batch_makes_every_item_an_error(batch_server: BatchServer, batch_dir: Path) -> None:
+    original = batch_server.validate_openai
+    batch_server.validate_openai = lambda lines: [  # type: ignore[method-assign]
+        *original(lines),
+        {"code": "token_limit_exceeded", "message": "Enqueued token limit reached", "line": None},
+    ]
+    results = await model(batch_server).call_batch(
+        ["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir)
+    )
+    assert all(isinstance(r, BatchItemError) and "Enqueued token limit reached" in str(r) for r in results)
+
+
+async def test_results_file_with_missing_and_extra_ids(batch_server: BatchServer, batch_dir: Path) -> None:
+    batch_server.extra_result = True
+    batch_server.drop_result = True
+    results = await model(batch_server).call_batch(
+        ["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir)
+    )
+    assert results[0].text  # type: ignore[union-attr]
+    assert isinstance(results[1], BatchItemError)
+    assert results[1].index == 1
+    assert len(results) == 2
+
+
+async def test_split_by_request_and_byte_limits(batch_server: BatchServer, batch_dir: Path) -> None:
+    prompts = [f"Say hello {i}" for i in range(10_000)]
+    results = await model(batch_server, batch_max_requests=4_000).call_batch(
+        prompts, batch_dir=str(batch_dir)
+    )
+    assert [len(b.items) for b in batch_server.created()] == [4_000, 4_000, 2_000]
+    assert len(results) == 10_000
+    assert not any(isinstance(r, Exception) for r in results)
+    sent = [item["body"]["messages"][0]["content"] for b in batch_server.created() for item in b.items]
+    assert sent == prompts
+
+
+async def test_byte_limit_splits(batch_server: BatchServer, batch_dir: Path) -> None:
+    prompts = ["x" * 1000 + str(i) for i in range(10)]
+    await model(batch_server, batch_max_bytes=3_500).call_batch(prompts, batch_dir=str(batch_dir))
+    sizes = [len(b.items) for b in batch_server.created()]
+    assert sum(sizes) == 10
+    assert len(sizes) > 1
+    for batch in batch_server.created():
+        assert sum(len(json.dumps(i)) for i in batch.items) <= 3_500
