@@ -168,3 +168,16 @@ async def test_byte_limit_splits(batch_server: BatchServer, batch_dir: Path) -> 
     assert len(sizes) > 1
     for batch in batch_server.created():
         assert sum(len(json.dumps(i)) for i in batch.items) <= 3_500
+
+
+async def test_an_item_over_the_context_is_refused_in_place(
+    batch_server: BatchServer, batch_dir: Path
+) -> None:
+    context = price_map_entry("gpt-4o-mini-2024-07-18")["max_input_tokens"]
+    huge = "word " * (int(context) + 10)  # type: ignore[call-overload]
+    results = await model(batch_server).call_batch(["Say hello", huge], batch_dir=str(batch_dir))
+    assert results[0].text  # type: ignore[union-attr]
+    assert isinstance(results[1], BatchItemError)
+    assert "context" in results[1].reason
+    [batch] = batch_server.created()
+    assert [item["custom_id"] for item in batch.items] == ["item-0"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -116,9 +117,33 @@ def _prepare(
         created_at=time.time(),
         state="running",
     )
-    if not store.create_job(job, [(f"item-{i}", body) for i, body in enumerate(bodies)]):
+    if store.create_job(job, [(f"item-{i}", body) for i, body in enumerate(bodies)]):
+        too_long = _over_context(target.model, bodies)
+        if too_long:
+            store.refuse(job.job_id, too_long)
+    else:
         job = store.job(job.job_id) or job  # the same job ran before: resume it
     return store, job, target, [sent for sent, _ in built]
+
+
+def _over_context(model: str, bodies: list[dict[str, Any]]) -> dict[int, str]:
+    """Items whose prompt cannot fit the model's context window: kept out of the batch, with the reason."""
+    from lmi.cost import price_entry
+
+    limit = (price_entry(model) or {}).get("max_input_tokens")
+    if not isinstance(limit, int):
+        return {}
+    refused = {}
+    for index, body in enumerate(bodies):
+        text = json.dumps(body.get("messages"), ensure_ascii=False)
+        if len(text.encode()) <= limit:  # a token is at least one byte: this prompt surely fits
+            continue
+        from lmi._tokenizer import cl100k
+
+        tokens = len(cl100k().encode_ordinary(text))
+        if tokens > limit:
+            refused[index] = f"the prompt is about {tokens:,} tokens, over {model}'s context of {limit:,}"
+    return refused
 
 
 def results(

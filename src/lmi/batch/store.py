@@ -220,6 +220,14 @@ class BatchStore:
                 ],
             )
 
+    def refuse(self, job_id: str, reasons: dict[int, str]) -> None:
+        """Keep items out of every batch (``batch_id`` "-"), each errored with its reason."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE items SET batch_id = '-', kind = 'errored', error = ? WHERE job_id = ? AND idx = ?",
+                [(reason, job_id, idx) for idx, reason in reasons.items()],
+            )
+
     def mark_tracked(self, job_id: str, indices: list[int]) -> None:
         with self._transaction() as db:
             db.executemany(
