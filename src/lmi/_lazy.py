@@ -12,9 +12,14 @@ from types import ModuleType
 
 @cache
 def litellm() -> ModuleType:
-    """Import litellm on first use (``import lmi`` has told it to read its bundled price map)."""
+    """Import litellm on first use (``import lmi`` has told it to read its bundled price map).
+
+    ``suppress_debug_info`` is litellm's setting for the "Provider List" / "Give Feedback" banners it
+    otherwise prints to stdout with every failed call: a library's output is its caller's.
+    """
     import litellm as module
 
+    module.suppress_debug_info = True
     return module
 
 

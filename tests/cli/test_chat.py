@@ -59,7 +59,7 @@ def test_streams_the_answer_then_prints_usage_and_cost(
     assert int(summary["prompt"]) == usage["prompt_tokens"]
     assert int(summary["completion"]) == usage["completion_tokens"]
     expected_usd = listed_price(answered_by, usage["prompt_tokens"], usage["completion_tokens"])
-    assert float(summary["usd"]) == pytest.approx(expected_usd, rel=1e-3)
+    assert float(summary["usd"]) == pytest.approx(expected_usd, rel=5e-3)  # three significant digits
     [sent] = replay.requests_for("openai-chat-stream-29f559")
     assert sent.body["stream"] is True
     assert sent.body["messages"] == [{"role": "user", "content": "Say hello"}]

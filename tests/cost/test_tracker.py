@@ -277,7 +277,8 @@ def test_report_table_and_reset() -> None:
     assert body[1][1:3] == ["2", "3,000"]
     assert body[0][3] == "7"
     assert body[2][1:3] == ["3", "3,010"]
-    assert body[2][-1] == "$1.503000"
+    assert body[2][-1] == "$1.50"  # cents from $1 up
+    assert body[1][-1] == "$0.00300"  # three significant digits below
 
     tracker.reset()
     assert tracker.lifetime_cost_usd == 0

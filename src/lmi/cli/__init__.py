@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmi.cli import batch, chat, embed, reports
-from lmi.cli._common import CLIError, one_line
+from lmi.cli._common import CLIError, end_open_line, one_line
 
 DEBUG_ENV = "LMI_DEBUG"
 EXIT_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
@@ -37,12 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help=f"show tracebacks of errors (or set {DEBUG_ENV}=1)"
     )
+    parser.add_argument("--version", action=_Version, help="print lmi's version and exit")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     chat.add_parser(subparsers, [debug_after])
     embed.add_parser(subparsers, [debug_after])
     reports.add_parsers(subparsers, [debug_after])
     batch.add_parser(subparsers, [debug_after])
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, read from the installed distribution only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("lmi")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        print(f"lmi {number}")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,12 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = args.run(args)
             return code
         except KeyboardInterrupt:
+            end_open_line()  # not at the end of a half-streamed answer
             print("lmi: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
         except Exception as exc:
             if _reader_went_away(exc):  # lmi ... | head: stop quietly, as other commands do
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no complaint at exit
                 return EXIT_FAILURE
+            end_open_line()
             if debug:
                 traceback.print_exc()
             print(f"lmi: error: {describe(exc)}", file=sys.stderr)

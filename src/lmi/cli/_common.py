@@ -1,8 +1,11 @@
-"""What the subcommands share: the error that ends a command, credential checks, number formatting."""
+"""What the subcommands share: the error that ends a command, credential checks, one-line messages."""
 
 from __future__ import annotations
 
-import math
+import difflib
+import os
+import socket
+import sys
 from typing import Any
 
 # Sent as the API key to a server given with --api-base when the environment has none: local
@@ -11,6 +14,13 @@ PLACEHOLDER_API_KEY = "sk-no-key-needed"
 # Missing variables whose names contain one of these are credentials; others (OLLAMA_API_BASE) have
 # defaults in litellm and do not stop a call.
 _CREDENTIAL_MARKERS = ("KEY", "TOKEN", "SECRET", "CREDENTIAL", "ACCESS")
+
+
+_SOCKET_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (ConnectionRefusedError, "connection refused"),
+    (ConnectionResetError, "connection reset"),
+    (socket.gaierror, "unknown host"),
+)
 
 
 class CLIError(Exception):
@@ -30,10 +40,12 @@ def check_credentials(model: str, api_base: str | None, what: str = "model") -> 
     from lmi._lazy import litellm
 
     module: Any = litellm()
-    module.suppress_debug_info = True  # litellm prints provider lists to stdout on errors otherwise
     try:
         _, provider, _, _ = module.get_llm_provider(model)
     except Exception:
+        close = difflib.get_close_matches(model, list(module.model_cost), n=1, cutoff=0.8)
+        if close:
+            raise CLIError(f"unknown {what} {model!r}: did you mean {close[0]}?") from None
         raise CLIError(
             f"unknown {what} {model!r}: litellm cannot tell its provider; name it with a provider prefix,"
             f" e.g. openai/{model} or anthropic/{model}"
@@ -56,12 +68,60 @@ def _is_credential(variable: str) -> bool:
     return any(marker in variable.upper() for marker in _CREDENTIAL_MARKERS)
 
 
-def usd(amount: float) -> str:
-    """Dollars with at least four significant digits for small amounts: $0.000007350, $1.23."""
-    if amount <= 0 or not math.isfinite(amount):
-        return f"${amount:.2f}"
-    decimals = 2 if amount >= 1 else 3 - math.floor(math.log10(amount))
-    return f"${amount:,.{decimals}f}"
+def unreachable(exc: BaseException, api_base: str | None) -> CLIError | None:
+    """The error to show when ``exc`` means the server given with ``--api-base`` could not be reached."""
+    reason = connection_failure(exc) if api_base else None
+    if reason is None:
+        return None
+    return CLIError(f"cannot connect to {api_base}: {reason} (is the server running?)", exit_code=1)
+
+
+class _Stdout:
+    """What the command wrote to stdout last, so that a message on stderr can start on a fresh line."""
+
+    line_open = False
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to stdout at once (streamed answers), remembering whether a line was left open."""
+    if text:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        _Stdout.line_open = not text.endswith("\n")
+
+
+def end_open_line() -> None:
+    """Before a message on stderr: end a line stdout left open, when both show in the same place."""
+    if not _Stdout.line_open:
+        return
+    try:
+        shared = os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError):
+        shared = False
+    if shared:
+        sys.stderr.write("\n")
+    _Stdout.line_open = False
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """Why a connection could not be made, when that is what ``exc`` comes down to, else None.
+
+    Providers' clients wrap the socket error several layers deep (litellm's InternalServerError
+    "Connection error." around openai's APIConnectionError around httpx's around the OSError).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        for kind, reason in _SOCKET_FAILURES:
+            if isinstance(error, kind):
+                return reason
+        pending += [error.__cause__, error.__context__]
+        pending += [attempt for _, attempt in getattr(error, "attempts", ())]
+    return None
 
 
 def one_line(text: str) -> str:

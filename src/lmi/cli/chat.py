@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmi.cli._common import CLIError, check_credentials, usd
+from lmi.cli._common import CLIError, check_credentials, unreachable, write_stdout
 
 if TYPE_CHECKING:
     from lmi.types import LLMResult
@@ -40,8 +40,19 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="a JSON-schema file: ask for structured output matching it, and validate the answer",
     )
     parser.add_argument("--no-stream", action="store_true", help="print the answer once it is complete")
-    parser.add_argument("-t", "--temperature", type=float)
-    parser.add_argument("--max-tokens", type=int, metavar="N")
+    parser.add_argument(
+        "-t",
+        "--temperature",
+        type=float,
+        metavar="T",
+        help="sampling temperature, e.g. 0 for the most likely answer (default: the provider's)",
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help="the most tokens the answer may have; it stops there (default: the provider's limit)",
+    )
     parser.add_argument(
         "--api-base",
         metavar="URL",
@@ -102,11 +113,6 @@ def model_config(args: argparse.Namespace, model: str, api_key: str | None) -> d
     return config
 
 
-def _write_delta(delta: str) -> None:
-    sys.stdout.write(delta)
-    sys.stdout.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     prompt = read_prompt(args.prompt)
     schema = load_schema(args.json_schema) if args.json_schema is not None else None
@@ -125,25 +131,32 @@ def run(args: argparse.Namespace) -> int:
     llm = LiteLLMModel(config=model_config(args, model, api_key))
     messages = [Message(role="system", content=args.system)] if args.system else []
     messages.append(Message(role="user", content=prompt))
-    callbacks = None if args.no_stream else [_write_delta]
+    callbacks = None if args.no_stream else [write_stdout]
 
     started = time.perf_counter()
-    result = asyncio.run(llm.call_single(messages, callbacks=callbacks, output_type=schema))
+    try:
+        result = asyncio.run(llm.call_single(messages, callbacks=callbacks, output_type=schema))
+    except Exception as exc:
+        failure = unreachable(exc, args.api_base)
+        if failure is None:
+            raise
+        raise failure from exc
     elapsed = time.perf_counter() - started
     text = result.text or ""
     if args.no_stream:
-        sys.stdout.write(text)
+        write_stdout(text)
     if not text.endswith("\n"):
-        sys.stdout.write("\n")
-    sys.stdout.flush()
+        write_stdout("\n")
     print(summary(result, elapsed), file=sys.stderr)
     return 0
 
 
 def summary(result: LLMResult, seconds: float) -> str:
-    """``gpt-4o-mini: 9 prompt + 10 completion tokens, $0.000007350, 0.84 s``."""
+    """``gpt-4o-mini: 9 prompt + 10 completion tokens, $0.00000735, 0.84 s``."""
+    from lmi.cost import format_usd
+
     estimated = " (estimated)" if result.usage_estimated else ""
     return (
         f"{result.model}: {result.prompt_count:,} prompt + {result.completion_count:,} completion tokens"
-        f"{estimated}, {usd(result.cost)}, {seconds:.2f} s"
+        f"{estimated}, {format_usd(result.cost)}, {seconds:.2f} s"
     )

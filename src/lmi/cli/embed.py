@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from lmi.cli._common import CLIError, check_credentials, usd
+from lmi.cli._common import CLIError, check_credentials, unreachable
 
 if TYPE_CHECKING:
     from lmi.embeddings import EmbeddingModel
@@ -146,8 +146,14 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     started = time.perf_counter()
-    with _output(args.out) as stream:
-        ndim = asyncio.run(_embed(model, documents, suffix, stream, args))
+    try:
+        with _output(args.out) as stream:
+            ndim = asyncio.run(_embed(model, documents, suffix, stream, args))
+    except Exception as exc:
+        failure = unreachable(exc, args.api_base)
+        if failure is None:
+            raise
+        raise failure from exc
     elapsed = time.perf_counter() - started
     destination = "stdout" if args.out == STDIN else args.out
     count = f"{len(documents):,} document{'s' * (len(documents) != 1)}"
@@ -219,13 +225,14 @@ def _json_lines(chunk: list[Document], vectors: list[list[float]], start: int) -
 
 
 def _cost(model: EmbeddingModel) -> str:
+    from lmi.cost import format_usd
     from lmi.embeddings import LiteLLMEmbeddingModel
 
     billed = [part for part in _parts(model) if isinstance(part, LiteLLMEmbeddingModel)]
     if not billed:
         return ""
     tokens = sum(part.total_prompt_tokens for part in billed)
-    return f", {tokens:,} tokens, {usd(sum(part.total_cost for part in billed))}"
+    return f", {tokens:,} tokens, {format_usd(sum(part.total_cost for part in billed))}"
 
 
 class _Progress:

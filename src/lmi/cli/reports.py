@@ -106,11 +106,14 @@ def run_limits(args: argparse.Namespace) -> int:
 
 
 async def _show_limits(redis_url: str | None) -> int:
-    from lmi.rate_limiter import GlobalRateLimiter
+    from lmi.rate_limiter import GlobalRateLimiter, RedisUnavailableError
 
     limiter = GlobalRateLimiter(redis_url=redis_url) if redis_url else GlobalRateLimiter()
     try:
         status = await limiter.rate_limit_status()
+    except RedisUnavailableError as exc:
+        given = "--redis URL" if redis_url else "REDIS_URL"
+        raise CLIError(f"{exc.problem}; start Redis there, or fix {given}", exit_code=1) from None
     finally:
         close = getattr(limiter, "aclose", None)
         if close is not None:

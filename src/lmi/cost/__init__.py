@@ -25,7 +25,7 @@ from lmi.cost.pricing import (
     price_entry,
     usage_cost,
 )
-from lmi.cost.totals import ModelCost, format_cost_table
+from lmi.cost.totals import ModelCost, format_cost_table, format_usd
 from lmi.cost.tracker import (
     GLOBAL_COST_TRACKER,
     CostCallback,
@@ -54,6 +54,7 @@ __all__ = [
     "enable_cost_tracking",
     "format_cost_table",
     "format_ledger",
+    "format_usd",
     "ledger_path",
     "model_prices",
     "price_entry",

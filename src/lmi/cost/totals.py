@@ -1,11 +1,29 @@
-"""Running token and USD totals, and the text table that shows them."""
+"""Running token and USD totals, and how amounts and tables of them are shown."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from lmi._table import render_table
 from lmi.types import TokenUsage
+
+USD_SIGNIFICANT_DIGITS = 3
+
+
+def format_usd(amount: float) -> str:
+    """Dollars as lmi shows them everywhere: cents from $1 up, three significant digits below.
+
+    ``$1,234.50``, ``$0.0123``, ``$0.00000540``, ``$0``: a call costing a millionth of a dollar reads as
+    what it cost, never as ``$0.00``, and every amount of a session is written the same way.
+    """
+    if amount == 0 or not math.isfinite(amount):
+        return "$0" if amount == 0 else f"${amount}"
+    sign, amount = ("-", -amount) if amount < 0 else ("", amount)
+    # The exponent after rounding to the significant digits: 0.0009996 is 0.00100, not 0.000999600.
+    exponent = int(f"{amount:.{USD_SIGNIFICANT_DIGITS - 1}e}".partition("e")[2])
+    decimals = 2 if exponent >= 0 else USD_SIGNIFICANT_DIGITS - 1 - exponent
+    return f"{sign}${amount:,.{decimals}f}"
 
 
 @dataclass(slots=True)
@@ -71,4 +89,4 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
 
 def _cells(t: ModelCost) -> list[str]:
     counts = (t.calls, t.prompt_tokens, t.cache_read_tokens, t.cache_creation_tokens)
-    return [f"{n:,}" for n in (*counts, t.completion_tokens, t.reasoning_tokens)] + [f"${t.cost_usd:,.6f}"]
+    return [f"{n:,}" for n in (*counts, t.completion_tokens, t.reasoning_tokens)] + [format_usd(t.cost_usd)]

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from lmi.exceptions import ConfigurationError
 
@@ -105,10 +106,34 @@ def acquire_timeout_seconds(explicit: float | None) -> float:
     return DEFAULT_ACQUIRE_TIMEOUT if raw is None or not raw.strip() else _parse_timeout(raw.strip())
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_URL_FORMAT = "redis://[:password@]host[:port][/db], rediss:// for TLS, or host:port"
+
+
 def normalize_redis_url(url: str) -> str:
-    """``host:port`` means ``redis://host:port``; URLs with a scheme (``rediss://``...) pass as is."""
+    """``host:port`` means ``redis://host:port``; URLs with a scheme (``rediss://``...) pass as is.
+
+    A URL Redis could never be reached at is refused here, naming it, rather than at the first call.
+    """
     url = url.strip()
-    return url if "://" in url else f"redis://{url}"
+    url = url if "://" in url else f"redis://{url}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:  # "notaurl:::": the port is not a number
+        port = None
+        problem = "its port is not a number"
+    else:
+        problem = ""
+    if not problem and parts.scheme not in REDIS_SCHEMES:
+        problem = f"the scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}"
+    elif not problem and parts.scheme != "unix" and not parts.hostname:
+        problem = "it names no host"
+    elif not problem and port == 0:
+        problem = "port 0 is not a port Redis listens on"
+    if problem:
+        raise ConfigurationError(f"Bad Redis URL {redacted(url)!r}: {problem}; expected {REDIS_URL_FORMAT}")
+    return url
 
 
 def redis_url_from_env() -> str | None:

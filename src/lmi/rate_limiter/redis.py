@@ -169,7 +169,15 @@ _SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
 
 class RedisUnavailableError(LMIError, ConnectionError):
-    """Redis could not be reached (or did not answer) within the limiter's ``redis_timeout``."""
+    """Redis could not be reached (or did not answer) within the limiter's ``redis_timeout``.
+
+    ``problem`` says what happened and ``hint`` what a Python caller can do, so that other front ends
+    (the ``lmi`` command) can give their own advice.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem}. {hint}" if hint else problem)
+        self.problem, self.hint = problem, hint
 
 
 @lru_cache(maxsize=1)
@@ -254,12 +262,13 @@ class RedisBackend:
         if isinstance(exc, AuthenticationError):  # Redis answered: the password is wrong or missing
             return RedisUnavailableError(
                 f"Rate limiter cannot use Redis at {redacted(self.url)}: it refused the credentials "
-                f"({type(exc).__name__}: {exc}). Fix the password in the Redis URL (REDIS_URL)."
+                f"({type(exc).__name__}: {exc})",
+                "Fix the password in the Redis URL (REDIS_URL).",
             )
         return RedisUnavailableError(
             f"Rate limiter cannot use Redis at {redacted(self.url)} "
-            f"(no answer within {self.timeout:g} s: {type(exc).__name__}: {exc}). "
-            "Start Redis, fix REDIS_URL, or pass fallback_to_memory=True to GlobalRateLimiter."
+            f"(no answer within {self.timeout:g} s: {type(exc).__name__}: {exc})",
+            "Start Redis, fix REDIS_URL, or pass fallback_to_memory=True to GlobalRateLimiter.",
         )
 
     async def _run(self, keys: tuple[str, str], *args: Any) -> Any:
