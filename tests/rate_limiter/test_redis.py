@@ -82,7 +82,7 @@ async def test_status_lists_windows_of_other_processes(redis_url: str) -> None:
     status = await reader.rate_limit_status()
     assert status == {
         ("client|request", "openai/gpt-4o:mini"): {
-            "period_start": pytest.approx(time.time(), abs=1.0),
+            "period_start": pytest.approx(time.time(), abs=2.0),
             "n_items_in_period": 3,
             "period_seconds": 2,
             "period_name": "second",
@@ -174,3 +174,20 @@ async def test_opt_in_memory_fallback(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(RateLimitTimeout):  # still limited, in this process
         await limiter.try_acquire(KEY, acquire_timeout=0.1)
     assert (await limiter.rate_limit_status())[KEY]["n_items_in_period"] == 2
+
+
+async def test_repr_and_status_show_the_store_in_use(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After use, the repr names the store in use; period_start is whole seconds, as in the seed."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    shared = GlobalRateLimiter(rate_config={("client", "repr"): "10/minute"})
+    local = GlobalRateLimiter(rate_config={("client", "repr"): "10/minute"}, use_in_memory=True)
+    assert "REDIS_URL or memory" in repr(shared)  # not used yet: the environment is read at first use
+    before = time.time()
+    for limiter in (shared, local):
+        await limiter.try_acquire(("client", "repr"))
+        status = (await limiter.rate_limit_status())[("client", "repr")]
+        assert type(status["period_start"]) is int
+        assert int(before) <= status["period_start"] <= time.time()
+    await shared.aclose()
+    assert repr(shared) == f"GlobalRateLimiter(storage={redis_url!r}, limits=1)"
+    assert repr(local) == "GlobalRateLimiter(storage='memory', limits=1)"

@@ -37,7 +37,7 @@ FALLBACK_RETRY_SECONDS = 30.0
 
 
 class RateLimitStatus(TypedDict):
-    period_start: float  # Unix time of the oldest acquisition still in the window (now if none)
+    period_start: int  # Unix time, whole seconds, of the oldest acquisition in the window (now if none)
     n_items_in_period: int  # units counted in the window ending now
     period_seconds: int
     period_name: str  # "second", "minute", ... (the limit's granularity)
@@ -240,7 +240,7 @@ class GlobalRateLimiter:
             chosen.setdefault(pair, WindowState(pair[0], pair[1], spec, 0, now))
         for pair, state in chosen.items():
             status[pair] = RateLimitStatus(
-                period_start=state.period_start,
+                period_start=int(state.period_start),  # whole seconds, as the seed shows it
                 n_items_in_period=state.used,
                 period_seconds=state.spec.period_seconds,
                 period_name=state.spec.granularity,
@@ -254,8 +254,13 @@ class GlobalRateLimiter:
             await self._redis.aclose()
 
     def __repr__(self) -> str:
-        where = redacted(self._redis_url) if self._redis_url else None
-        where = where or ("memory" if self.use_in_memory else "REDIS_URL or memory")
+        if self._resolved:  # in use: the store acquisitions go to now (not re-deciding it here)
+            active = self._active()
+            where = redacted(self._redis.url) if active is self._redis and self._redis else "memory"
+        elif self._redis_url:
+            where = redacted(self._redis_url)
+        else:  # not used yet: REDIS_URL is read at the first acquisition, so it is not known
+            where = "memory" if self.use_in_memory else "REDIS_URL or memory"
         return f"{type(self).__name__}(storage={where!r}, limits={len(self.rate_config)})"
 
 
