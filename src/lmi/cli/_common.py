@@ -94,13 +94,18 @@ def end_open_line() -> None:
     """Before a message on stderr: end a line stdout left open, when both show in the same place."""
     if not _Stdout.line_open:
         return
-    try:
-        shared = os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
-    except (OSError, ValueError):
-        shared = False
-    if shared:
+    if shares_terminal(any_file=True):
         sys.stderr.write("\n")
     _Stdout.line_open = False
+
+
+def shares_terminal(any_file: bool = False) -> bool:
+    """Whether stdout and stderr show in the same terminal (or, with ``any_file``, the same file)."""
+    try:
+        same = os.path.samestat(os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError):
+        return False
+    return same and (any_file or sys.stdout.isatty())
 
 
 def connection_failure(exc: BaseException) -> str | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from lmi.cli._common import CLIError, check_credentials, unreachable
+from lmi.cli._common import CLIError, check_credentials, shares_terminal, unreachable
 
 if TYPE_CHECKING:
     from lmi.embeddings import EmbeddingModel
@@ -54,7 +54,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        help="show a progress bar on stderr (default: when stderr is a terminal)",
+        help="show a progress bar on stderr (default: when stderr is a terminal that JSON output to"
+        " stdout does not share)",
     )
     parser.add_argument("--api-base", metavar="URL", help="the embedding server to call (LiteLLM models)")
     parser.set_defaults(run=run)
@@ -158,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     destination = "stdout" if args.out == STDIN else args.out
     count = f"{len(documents):,} document{'s' * (len(documents) != 1)}"
     timing = f"{ndim} dimensions, {elapsed:.2f} s{_cost(model)}"
-    print(f"embedded {count} with {model.name}: {timing} -> {destination}", file=sys.stderr)
+    print(f"embedded {count} with {_label(model)}: {timing} -> {destination}", file=sys.stderr)
     return 0
 
 
@@ -193,7 +194,9 @@ async def _embed(
     step = (args.batch_size or DEFAULT_BATCH_SIZE) * BATCHES_PER_STEP
     matrix: np.ndarray | None = None
     ndim = 0
-    bar = _progress_bar(len(documents), args.progress, model.name)
+    show = _show_progress(args.progress, args.out)
+    await _load_local_models(model, show)
+    bar = _progress_bar(len(documents), show, _label(model))
     try:
         for start in range(0, len(documents), step):
             chunk = documents[start : start + step]
@@ -235,6 +238,38 @@ def _cost(model: EmbeddingModel) -> str:
     return f", {tokens:,} tokens, {format_usd(sum(part.total_cost for part in billed))}"
 
 
+def _show_progress(flag: bool | None, out: str) -> bool:
+    """``--progress``/``--no-progress``; by default only on a terminal, and not over JSON written to it."""
+    if flag is not None:
+        return flag
+    return sys.stderr.isatty() and not (out == STDIN and shares_terminal())
+
+
+async def _load_local_models(model: EmbeddingModel, show: bool) -> None:
+    """Load sentence-transformers models before the bar starts, saying so, rather than show 0 % for 10 s.
+
+    Their libraries' own bars ("Loading weights") would mix with ours: they are switched off.
+    """
+    from lmi.embeddings import SentenceTransformerEmbeddingModel
+
+    for part in _parts(model):
+        if isinstance(part, SentenceTransformerEmbeddingModel) and not part.loaded:
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers loads
+            if show:
+                print(f"loading {part.short_name} (sentence-transformers)...", file=sys.stderr, flush=True)
+            await part.aload()
+
+
+def _label(model: EmbeddingModel) -> str:
+    """The bar's label: a model's short name, not the path of its directory."""
+    from lmi.embeddings import SentenceTransformerEmbeddingModel
+
+    names = [
+        p.short_name if isinstance(p, SentenceTransformerEmbeddingModel) else p.name for p in _parts(model)
+    ]
+    return "+".join(names)
+
+
 class _Progress:
     """A bare "n/total documents" counter on stderr, when tqdm is not installed."""
 
@@ -252,11 +287,10 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def _progress_bar(total: int, enabled: bool | None, description: str) -> Any:
-    """tqdm on stderr when installed; ``enabled=None`` shows it only on a terminal."""
+def _progress_bar(total: int, enabled: bool, description: str) -> Any:
+    """tqdm on stderr when installed, else a bare counter."""
     try:
         from tqdm import tqdm
     except ImportError:
-        return _Progress(total, description, sys.stderr.isatty() if enabled is None else enabled)
-    disable = None if enabled is None else not enabled  # tqdm's None: off unless stderr is a terminal
-    return tqdm(total=total, desc=description, unit="doc", file=sys.stderr, disable=disable)
+        return _Progress(total, description, enabled)
+    return tqdm(total=total, desc=description, unit="doc", file=sys.stderr, disable=not enabled)
