@@ -45,7 +45,10 @@ def check_credentials(model: str, api_base: str | None, what: str = "model") -> 
     except Exception:
         close = difflib.get_close_matches(model, list(module.model_cost), n=1, cutoff=0.8)
         if close:
-            raise CLIError(f"unknown {what} {model!r}: did you mean {close[0]}?") from None
+            raise CLIError(
+                f"unknown {what} {model!r}: did you mean {close[0]}? (or name its provider, e.g."
+                f" openai/{model})"
+            ) from None
         raise CLIError(
             f"unknown {what} {model!r}: litellm cannot tell its provider; name it with a provider prefix,"
             f" e.g. openai/{model} or anthropic/{model}"
