@@ -83,7 +83,8 @@ def test_quick_start_offline_prints_no_warning(replay: ReplayServer) -> None:
     script = (
         "import asyncio\n\nasync def main():\n" + textwrap.indent(code, "    ") + "\nasyncio.run(main())\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LITELLM", "OPENAI", "HTTP", "NO_PROXY"))}
+    drop = ("LITELLM", "OPENAI", "HTTP", "NO_PROXY", "ALL_PROXY")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(drop)}
     closed_port = "http://127.0.0.1:9"
     env |= {
         "OPENAI_API_BASE": replay.openai_base("openai-chat-ea3a00"),
