@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lmi.cli._common import CLIError, usd
+from lmi.cli._common import CLIError
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -108,6 +108,8 @@ def _model(args: argparse.Namespace) -> Any:
 
 
 def write_results(results: list[Any], ids: list[Any] | None, output: Path | None) -> None:
+    from lmi.cost import format_usd
+
     lines = []
     total = 0.0
     for index, result in enumerate(results):
@@ -131,8 +133,11 @@ def write_results(results: list[Any], ids: list[Any] | None, output: Path | None
         output.write_text(text)
     failed = sum(1 for r in results if isinstance(r, Exception))
     where = f" to {output}" if output else ""
-    print(f"lmi: {len(results) - failed} answered, {failed} failed, {usd(total)} at batch prices{where}",
-          file=sys.stderr)  # fmt: skip
+    cost = format_usd(total)
+    print(
+        f"lmi: {len(results) - failed} answered, {failed} failed, {cost} at batch prices{where}",
+        file=sys.stderr,
+    )
 
 
 def run_submit(args: argparse.Namespace) -> int:
