@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         cost_tracking_ctx,
         enable_cost_ledger,
         enable_cost_tracking,
+        set_model_prices,
     )
     from lmi.embeddings import (
         EmbeddingModel,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
         EmbeddingBatchError,
         JSONSchemaValidationError,
         LMIError,
+        MalformedResponseError,
         ModelCallError,
         RateLimitTimeout,
     )
@@ -54,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "enable_cost_tracking": "lmi.cost",
     "cost_tracking_ctx": "lmi.cost",
     "enable_cost_ledger": "lmi.cost",
+    "set_model_prices": "lmi.cost",
     "EmbeddingModel": "lmi.embeddings",
     "LiteLLMEmbeddingModel": "lmi.embeddings",
     "SparseEmbeddingModel": "lmi.embeddings",
@@ -65,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigurationError": "lmi.exceptions",
     "EmbeddingBatchError": "lmi.exceptions",
     "JSONSchemaValidationError": "lmi.exceptions",
+    "MalformedResponseError": "lmi.exceptions",
     "ModelCallError": "lmi.exceptions",
     "RateLimitTimeout": "lmi.exceptions",
 }
@@ -82,6 +86,7 @@ __all__ = [
     "LMIError",
     "LiteLLMEmbeddingModel",
     "LiteLLMModel",
+    "MalformedResponseError",
     "ModelCallError",
     "RateLimitTimeout",
     "SentenceTransformerEmbeddingModel",
@@ -91,6 +96,7 @@ __all__ = [
     "embedding_model_factory",
     "enable_cost_ledger",
     "enable_cost_tracking",
+    "set_model_prices",
 ]
 
 

@@ -28,6 +28,22 @@ class JSONSchemaValidationError(LMIError, ValueError):
         self.text = text
 
 
+class MalformedResponseError(LMIError, ValueError):
+    """A billed response could not be turned into results (e.g. tool-call arguments that are not JSON).
+
+    The call was paid for and is already tracked; ``results`` holds what was built (a result that could
+    not be parsed has ``messages=None`` and keeps its text, token counts and cost).
+    """
+
+    def __init__(self, message: str, results: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+    @property
+    def result(self) -> object | None:
+        return self.results[0] if self.results else None
+
+
 class RateLimitTimeout(LMIError, TimeoutError):
     """A rate-limit acquisition could not complete within its timeout."""
 
@@ -86,6 +102,7 @@ __all__ = [
     "EmbeddingBatchError",
     "JSONSchemaValidationError",
     "LMIError",
+    "MalformedResponseError",
     "ModelCallError",
     "RateLimitTimeout",
 ]

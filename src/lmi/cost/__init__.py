@@ -1,6 +1,7 @@
 """Cost tracking: what each call cost, running totals per model, and a persistent ledger.
 
-- :mod:`lmi.cost.pricing`: ``usage_cost(model, usage)`` prices billed usage from litellm's local map.
+- :mod:`lmi.cost.pricing`: ``price_usage(model, usage)`` prices billed usage from litellm's local map
+  (or prices set with ``set_model_prices``); :mod:`lmi.cost.rates` holds the rates it resolves to.
 - :mod:`lmi.cost.tracker`: ``GLOBAL_COST_TRACKER`` and the switches ``enable_cost_tracking`` /
   ``cost_tracking_ctx``.
 - :mod:`lmi.cost.ledger`: ``enable_cost_ledger`` (or env ``LMI_COST_LEDGER``) and ``read_ledger``.
@@ -17,14 +18,18 @@ from lmi.cost.ledger import (
     read_ledger,
 )
 from lmi.cost.pricing import (
-    ModelPrices,
-    TokenRates,
     UnknownModelPriceWarning,
+    clear_model_prices,
     clear_price_cache,
+    has_price_override,
+    max_output_tokens,
     model_prices,
     price_entry,
+    price_usage,
+    set_model_prices,
     usage_cost,
 )
+from lmi.cost.rates import CallCost, ModelPrices, TokenRates, split_cost
 from lmi.cost.totals import ModelCost, format_cost_table, format_usd
 from lmi.cost.tracker import (
     GLOBAL_COST_TRACKER,
@@ -39,6 +44,7 @@ from lmi.cost.tracker import (
 __all__ = [
     "GLOBAL_COST_TRACKER",
     "LEDGER_ENV",
+    "CallCost",
     "CostCallback",
     "CostRecord",
     "CostTracker",
@@ -47,6 +53,7 @@ __all__ = [
     "ModelPrices",
     "TokenRates",
     "UnknownModelPriceWarning",
+    "clear_model_prices",
     "clear_price_cache",
     "cost_tracking_ctx",
     "cost_tracking_enabled",
@@ -55,9 +62,14 @@ __all__ = [
     "format_cost_table",
     "format_ledger",
     "format_usd",
+    "has_price_override",
     "ledger_path",
+    "max_output_tokens",
     "model_prices",
     "price_entry",
+    "price_usage",
     "read_ledger",
+    "set_model_prices",
+    "split_cost",
     "usage_cost",
 ]

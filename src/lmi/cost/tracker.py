@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -27,6 +27,10 @@ from lmi.types import TokenUsage
 logger = logging.getLogger(__name__)
 
 _context_override: ContextVar[bool | None] = ContextVar("lmi_cost_tracking", default=None)
+# (block, the override it replaced) for every cost_tracking_ctx block open in this context, innermost last
+_saved: ContextVar[tuple[tuple[cost_tracking_ctx, bool | None], ...]] = ContextVar(
+    "lmi_cost_saved", default=()
+)
 _process_default: bool | None = None  # None: never set, follow whether a ledger is configured
 
 
@@ -54,21 +58,31 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
     """``with cost_tracking_ctx(): ...`` (or ``async with``) tracks costs inside the block only.
 
     The setting follows the block across ``await``s and into tasks created inside it; concurrent tasks
-    outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block.
+    outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block. One
+    instance may be entered by several tasks or threads at once: each restores its own context on exit.
     """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._tokens: list[Token[bool | None]] = []
 
     def __enter__(self) -> cost_tracking_ctx:
-        self._tokens.append(_context_override.set(self.enabled))
+        # What to restore is kept in the context itself, not on the instance, so that tasks sharing an
+        # instance never restore each other's state.
+        _saved.set((*_saved.get(), (self, _context_override.get())))
+        _context_override.set(self.enabled)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _context_override.reset(self._tokens.pop())
+        saved = _saved.get()
+        for depth in range(len(saved) - 1, -1, -1):
+            if saved[depth][0] is self:
+                break
+        else:
+            raise RuntimeError("cost_tracking_ctx exited in a context that did not enter it")
+        _saved.set(saved[:depth])
+        _context_override.set(saved[depth][1])
 
     async def __aenter__(self) -> cost_tracking_ctx:
         return self.__enter__()
@@ -87,6 +101,7 @@ class CostRecord:
     usage: TokenUsage
     cost_usd: float
     tag: str | None = None
+    priced: bool = True  # False: the price map does not know the model or something it billed
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     pid: int = field(default_factory=os.getpid)
 
@@ -108,8 +123,13 @@ class CostTracker:
         self._lock = threading.Lock()
         self._pending: set[asyncio.Task[Any]] = set()  # keeps scheduled async callbacks alive
 
-    def record(self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None) -> None:
-        """Add one call's usage and cost; does nothing where tracking is disabled."""
+    def record(
+        self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None, priced: bool = True
+    ) -> None:
+        """Add one call's usage and cost; does nothing where tracking is disabled.
+
+        ``priced=False`` marks a call the price map could not fully price; the report counts them.
+        """
         if not cost_tracking_enabled():
             return
         with self._lock:
@@ -117,11 +137,11 @@ class CostTracker:
             totals = self.by_model.get(model)
             if totals is None:
                 totals = self.by_model[model] = ModelCost()
-            totals.add(usage, cost)
+            totals.add(usage, cost, priced)
             callbacks = tuple(self._callbacks)
         if not (callbacks or self.use_ledger):
             return
-        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag)
+        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag, priced=priced)
         if self.use_ledger:
             ledger.append(entry)
         for callback in callbacks:
@@ -142,8 +162,13 @@ class CostTracker:
             self.lifetime_cost_usd = 0.0
             self.by_model = {}
 
+    def unpriced_calls(self) -> dict[str, int]:
+        """Per model, how many tracked calls the price map could not fully price."""
+        with self._lock:
+            return {model: t.unpriced_calls for model, t in self.by_model.items() if t.unpriced_calls}
+
     def report(self) -> str:
-        """A table of calls, tokens and USD per model, with a totals row."""
+        """A table of calls, tokens and USD per model, with a totals row; unpriced calls counted."""
         with self._lock:
             rows = {model: totals.copy() for model, totals in self.by_model.items()}
         return format_cost_table(rows)

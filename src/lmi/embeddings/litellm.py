@@ -207,17 +207,17 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         return self._request
 
     def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> None:
-        from lmi.cost import GLOBAL_COST_TRACKER, usage_cost
+        from lmi.cost import GLOBAL_COST_TRACKER, price_usage
 
         if prompt_tokens is None:  # no usage in the response: our own count is the best estimate
             counted = sum(len(cl100k().encode_ordinary(text)) for text in texts)
             usage = TokenUsage(prompt_tokens=counted, estimated=True)
         else:
             usage = TokenUsage(prompt_tokens=prompt_tokens)
-        cost = usage_cost(self.name, usage)
+        bill = price_usage(self.name, usage)
         self._prompt_tokens += usage.prompt_tokens
-        self._cost += cost
-        GLOBAL_COST_TRACKER.record(self.name, usage, cost)
+        self._cost += bill.usd
+        GLOBAL_COST_TRACKER.record(self.name, usage, bill.usd, priced=bill.priced)
 
     def _with_zero_vectors(
         self, total: int, sent_at: list[int], vectors: list[list[float]]

@@ -38,7 +38,7 @@ ROUTER_KEYS = RETRY_KEYS | IGNORED_ROUTER_KEYS | {"timeout", "fallbacks"}
 # Options of call_batch (lmi.batch): where its state lives, how often it polls, how it splits.
 BATCH_KEYS = frozenset({"batch_dir", "batch_poll_interval", "batch_max_requests", "batch_max_bytes"})
 TOP_LEVEL_KEYS = (
-    frozenset({"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name"})
+    frozenset({"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name", "prices"})
     | BATCH_KEYS
 )
 
@@ -230,6 +230,8 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         min_wait=_float(options.get("retry_after", 0.0), "retry_after"),
     )
     timeout = options.get("timeout")
+    if config.get("prices") is not None:
+        _apply_prices(config["prices"], deployments, name)
     return ModelSettings(
         primary=name,
         deployments=MappingProxyType(deployments),
@@ -239,3 +241,27 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         rate_limit=_parse_limits(config.get("rate_limit"), "rate_limit", name),
         request_limit=_parse_limits(config.get("request_limit"), "request_limit", name),
     )
+
+
+def _apply_prices(prices: Any, deployments: Mapping[str, Deployment], primary: str) -> None:
+    """``config["prices"]``: rates for the primary model, or ``{model name: rates}`` for any of them.
+
+    Prices are per model name and process-wide, like the price map they override.
+    """
+    from lmi.cost.pricing import set_prices_from_config
+
+    per_model = (
+        isinstance(prices, Mapping) and prices and all(isinstance(v, Mapping) for v in prices.values())
+    )
+    names = list(dict.fromkeys((primary, deployments[primary].model)))
+    if per_model:  # a deployment name also prices the model string it sends
+        by_name = {d.name: d.model for d in deployments.values()}
+        prices = {
+            model: rates
+            for key, rates in prices.items()
+            for model in dict.fromkeys((key, by_name.get(key, key)))
+        }
+    try:
+        set_prices_from_config(names, prices)
+    except ValueError as exc:
+        raise ConfigurationError(f"config['prices']: {exc}") from None
