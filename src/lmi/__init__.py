@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         embedding_model_factory,
     )
     from lmi.exceptions import (
+        BudgetExceeded,
         ConfigurationError,
         EmbeddingBatchError,
         JSONSchemaValidationError,
@@ -65,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "embedding_model_factory": "lmi.embeddings",
     "LMIError": "lmi.exceptions",
     "BatchItemError": "lmi.exceptions",
+    "BudgetExceeded": "lmi.exceptions",
     "ConfigurationError": "lmi.exceptions",
     "EmbeddingBatchError": "lmi.exceptions",
     "JSONSchemaValidationError": "lmi.exceptions",
@@ -75,6 +77,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "GLOBAL_COST_TRACKER",
+    "BudgetExceeded",
     "ConfigurationError",
     "CostTracker",
     "EmbeddingBatchError",

@@ -28,6 +28,27 @@ class JSONSchemaValidationError(LMIError, ValueError):
         self.text = text
 
 
+class BudgetExceeded(LMIError):
+    """A call's worst-case cost does not fit in what is left of a budget; nothing was sent.
+
+    ``limit_usd``, ``spent_usd`` and ``reserved_usd`` describe the budget when it refused, ``needed_usd``
+    the call's worst case (all None when the model has no price a budget could hold it to).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_usd: float | None = None,
+        spent_usd: float | None = None,
+        reserved_usd: float | None = None,
+        needed_usd: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit_usd, self.spent_usd = limit_usd, spent_usd
+        self.reserved_usd, self.needed_usd = reserved_usd, needed_usd
+
+
 class MalformedResponseError(LMIError, ValueError):
     """A billed response could not be turned into results (e.g. tool-call arguments that are not JSON).
 
@@ -98,6 +119,7 @@ class BatchItemError(LMIError, RuntimeError):
 
 __all__ = [
     "BatchItemError",
+    "BudgetExceeded",
     "ConfigurationError",
     "EmbeddingBatchError",
     "JSONSchemaValidationError",

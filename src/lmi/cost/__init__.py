@@ -5,10 +5,14 @@
 - :mod:`lmi.cost.tracker`: ``GLOBAL_COST_TRACKER`` and the switches ``enable_cost_tracking`` /
   ``cost_tracking_ctx``.
 - :mod:`lmi.cost.ledger`: ``enable_cost_ledger`` (or env ``LMI_COST_LEDGER``) and ``read_ledger``.
+- :mod:`lmi.cost.budget`: budgets (``cost_tracking_ctx(budget_usd=...)``, ``config["budget_usd"]``),
+  in memory or shared through Redis (:mod:`lmi.cost.budget_redis`); :mod:`lmi.cost.estimate` gives the
+  worst case a call reserves.
 """
 
 from __future__ import annotations
 
+from lmi.cost.budget import Budget, BudgetStatus, Holds, reserve_all, settle_budgets
 from lmi.cost.ledger import (
     LEDGER_ENV,
     LedgerSummary,
@@ -36,6 +40,7 @@ from lmi.cost.tracker import (
     CostCallback,
     CostRecord,
     CostTracker,
+    active_budgets,
     cost_tracking_ctx,
     cost_tracking_enabled,
     enable_cost_tracking,
@@ -44,15 +49,19 @@ from lmi.cost.tracker import (
 __all__ = [
     "GLOBAL_COST_TRACKER",
     "LEDGER_ENV",
+    "Budget",
+    "BudgetStatus",
     "CallCost",
     "CostCallback",
     "CostRecord",
     "CostTracker",
+    "Holds",
     "LedgerSummary",
     "ModelCost",
     "ModelPrices",
     "TokenRates",
     "UnknownModelPriceWarning",
+    "active_budgets",
     "clear_model_prices",
     "clear_price_cache",
     "cost_tracking_ctx",
@@ -69,7 +78,9 @@ __all__ = [
     "price_entry",
     "price_usage",
     "read_ledger",
+    "reserve_all",
     "set_model_prices",
+    "settle_budgets",
     "split_cost",
     "usage_cost",
 ]

@@ -21,14 +21,16 @@ from types import TracebackType
 from typing import Any
 
 from lmi.cost import ledger
+from lmi.cost.budget import DEFAULT_LEASE_SECONDS, Budget, BudgetStatus
 from lmi.cost.totals import ModelCost, format_cost_table
 from lmi.types import TokenUsage
 
 logger = logging.getLogger(__name__)
 
 _context_override: ContextVar[bool | None] = ContextVar("lmi_cost_tracking", default=None)
-# (block, the override it replaced) for every cost_tracking_ctx block open in this context, innermost last
-_saved: ContextVar[tuple[tuple[cost_tracking_ctx, bool | None], ...]] = ContextVar(
+_budgets: ContextVar[tuple[Budget, ...]] = ContextVar("lmi_cost_budgets", default=())  # innermost first
+# (block, the override and budgets it replaced) for every block open in this context, innermost last
+_saved: ContextVar[tuple[tuple[cost_tracking_ctx, bool | None, tuple[Budget, ...]], ...]] = ContextVar(
     "lmi_cost_saved", default=()
 )
 _process_default: bool | None = None  # None: never set, follow whether a ledger is configured
@@ -42,6 +44,11 @@ def cost_tracking_enabled() -> bool:
     if _process_default is not None:
         return _process_default
     return ledger.ledger_configured()
+
+
+def active_budgets() -> tuple[Budget, ...]:
+    """The budgets of every :func:`cost_tracking_ctx` block the current context is in, innermost first."""
+    return _budgets.get()
 
 
 def enable_cost_tracking(enabled: bool = True) -> None:
@@ -60,16 +67,46 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
     The setting follows the block across ``await``s and into tasks created inside it; concurrent tasks
     outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block. One
     instance may be entered by several tasks or threads at once: each restores its own context on exit.
+
+    ``budget_usd`` caps what the calls made inside the block may spend together: each call reserves its
+    worst case before anything is sent (``BudgetExceeded`` when it does not fit) and settles to its real
+    cost after. With ``budget_key`` and Redis (``redis_url``, else env ``REDIS_URL``) the budget is shared
+    by every process using that key; without Redis, by every block of that key in this process. Nested
+    blocks' budgets all apply. ``lease_seconds``: how long a reservation outlives a killed process.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        budget_usd: float | None = None,
+        budget_key: str | None = None,
+        redis_url: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.enabled = enabled
+        if budget_usd is None and (budget_key is not None or redis_url is not None):
+            raise ValueError("budget_key and redis_url need a budget_usd to hold calls to")
+        self.budget = (
+            None
+            if budget_usd is None
+            else Budget(budget_usd, key=budget_key, redis_url=redis_url, lease_seconds=lease_seconds)
+        )
+
+    async def status(self) -> BudgetStatus:
+        """The block's budget now: limit, spent, reserved and left (ValueError without a budget)."""
+        if self.budget is None:
+            raise ValueError("this cost_tracking_ctx has no budget_usd")
+        return await self.budget.status()
 
     def __enter__(self) -> cost_tracking_ctx:
         # What to restore is kept in the context itself, not on the instance, so that tasks sharing an
         # instance never restore each other's state.
-        _saved.set((*_saved.get(), (self, _context_override.get())))
+        budgets = _budgets.get()
+        _saved.set((*_saved.get(), (self, _context_override.get(), budgets)))
         _context_override.set(self.enabled)
+        if self.budget is not None:
+            _budgets.set((self.budget, *budgets))
         return self
 
     def __exit__(
@@ -83,6 +120,7 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
             raise RuntimeError("cost_tracking_ctx exited in a context that did not enter it")
         _saved.set(saved[:depth])
         _context_override.set(saved[depth][1])
+        _budgets.set(saved[depth][2])
 
     async def __aenter__(self) -> cost_tracking_ctx:
         return self.__enter__()

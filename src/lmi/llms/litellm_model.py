@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pydantic import PrivateAttr, model_validator
 
 from lmi._lazy import aviary_core, litellm
-from lmi.cost import GLOBAL_COST_TRACKER
+from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
@@ -198,25 +198,37 @@ class LiteLLMModel(LLMModel):
         notify: Callable[[str], Awaitable[None]] | None,
     ) -> list[LLMResult]:
         request = self._request(settings, deployment, messages, kwargs)
-        if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
-            charge = await self._charge(settings, deployment, request)
-        else:  # no limit configured anywhere, the common case
-            charge = NO_CHARGE
-        billed = 0
+        budgets = active_budgets()
+        if settings.budget is not None:
+            budgets = (*budgets, settings.budget)
+        # Budgets first: a call they refuse takes nothing from the rate limits and sends nothing.
+        holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
         try:
-            started = time.perf_counter()
-            if notify is None:
-                response = await litellm().acompletion(**request)
-                completion, first_token = completion_from_response(response), None
-            else:
-                completion, first_token = await self._stream(deployment, request, notify)
-            finished = time.perf_counter()
-            bill = bill_completion(completion, deployment.model, messages)  # never raises
-            billed = bill.usage.total_tokens
-        finally:  # also on failure and cancellation: no charge is left half-applied
-            if charge.estimate:
-                await self._settle(deployment, charge, billed)
-        # Tracked before the results are built: a paid answer that fails to parse is still on the bill.
+            if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
+                charge = await self._charge(settings, deployment, request)
+            else:  # no limit configured anywhere, the common case
+                charge = NO_CHARGE
+            billed = 0
+            try:
+                started = time.perf_counter()
+                if notify is None:
+                    response = await litellm().acompletion(**request)
+                    completion, first_token = completion_from_response(response), None
+                else:
+                    completion, first_token = await self._stream(deployment, request, notify)
+                finished = time.perf_counter()
+                bill = bill_completion(completion, deployment.model, messages)  # never raises
+                billed = bill.usage.total_tokens
+            finally:  # also on failure and cancellation: no charge is left half-applied
+                if charge.estimate:
+                    await self._settle(deployment, charge, billed)
+        except BaseException:
+            if holds is not None:  # nothing was billed: give the reservation back
+                await holds.release()
+            raise
+        # Settled and tracked before the results are built: a paid answer that fails to parse is billed.
+        if holds is not None:
+            await settle_budgets(holds, bill.cost.usd, deployment.name)
         GLOBAL_COST_TRACKER.record(deployment.name, bill.usage, bill.cost.usd, priced=bill.cost.priced)
         results, _, _ = build_results(
             completion,
@@ -229,6 +241,15 @@ class LiteLLMModel(LLMModel):
             bill=bill,
         )
         return results
+
+    @staticmethod
+    async def _reserve_budgets(
+        budgets: tuple[Budget, ...], deployment: Deployment, request: dict[str, Any]
+    ) -> Holds:
+        from lmi.cost.estimate import worst_case_chat_usd
+
+        worst = worst_case_chat_usd(deployment.model, request)
+        return await reserve_all(budgets, worst, f"A call to {deployment.name}")
 
     async def _stream(
         self, deployment: Deployment, request: dict[str, Any], notify: Callable[[str], Awaitable[None]]
