@@ -396,3 +396,27 @@ def _events(recording: str) -> list[dict[str, Any]]:
         for line in stream.splitlines()
         if line.startswith("data:") and line.strip() != "data: [DONE]"
     ]
+
+
+async def test_streamed_one_hour_cache_writes(replay: ReplayServer) -> None:
+    recording = "anthropic-messages-stream-cache-237cb0"
+
+    def one_hour(event: dict[str, Any]) -> None:
+        if event.get("type") == "message_start":
+            usage = event["message"]["usage"]
+            written = usage["cache_creation_input_tokens"]
+            usage["cache_creation"] = {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": written}
+
+    served = serve_variant(replay, recording, one_hour)
+    llm = anthropic_model(replay, served, SONNET, max_tokens=64)
+    result, _ = await tracked_call(llm, "hi", callbacks=[lambda _: None])
+
+    usage: dict[str, Any] = {}
+    for event in _events(recording):
+        if event.get("type") == "message_start":
+            usage.update(event["message"]["usage"])
+        elif event.get("type") == "message_delta":
+            usage.update(event["usage"])
+    expected = anthropic_cost(price_map()[SONNET], usage, "cache_creation_input_token_cost_above_1hr")
+    assert result.cost == pytest.approx(expected, abs=TOLERANCE, rel=0)
+    assert result.priced

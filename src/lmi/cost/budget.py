@@ -1,8 +1,10 @@
 """Budgets: a USD limit that every call reserves its worst case from before anything is sent.
 
-A call that does not fit raises :class:`~lmi.exceptions.BudgetExceeded`; after the call its reservation
-settles to the real cost (or is released when nothing was billed). Amounts are kept in whole nano-USD,
-rounded up, so a store adds them exactly and the sum it keeps is never below what was billed.
+A call whose worst case fits is granted at once; one that would fit if the calls in flight settled low
+enough waits for their settlements (woken by each, never polling); one that cannot fit even if they all
+cost nothing raises :class:`~lmi.exceptions.BudgetExceeded`. After the call its reservation settles to the
+real cost (or is released when nothing was billed). Amounts are kept in whole nano-USD, rounded up, so a
+store adds them exactly and the sum it keeps is never below what was billed.
 
 A budget lives in this process, or with a ``key`` and Redis (``redis_url`` or env ``REDIS_URL``) in
 Redis, shared by every process using that key: one atomic script checks and reserves
