@@ -191,3 +191,12 @@ def exchange_body_input(recording: str) -> str:
 
     sent = load_recording(recording)[0]["request"]["input"]
     return sent[0] if isinstance(sent, list) else sent
+
+
+async def test_reentered_block_holds_its_budget_once(replay: ReplayServer) -> None:
+    block = cost_tracking_ctx(budget_usd=1.0)
+    with block, block:
+        await model(replay).call_single(PROMPT)
+    status = await block.status()
+    assert status.spent_usd == pytest.approx(call_cost(), abs=2e-9)
+    assert status.reserved_usd == 0

@@ -114,7 +114,9 @@ class _MemoryStore:
             self.settlements += 1
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:  # waiters may sit on other threads' loops
-            loop.call_soon_threadsafe(_wake, future)
+            if not future.done():
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits there
+                    loop.call_soon_threadsafe(_wake, future)
 
     async def status(self) -> tuple[int, int, int | None]:
         with self._lock:

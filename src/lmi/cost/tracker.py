@@ -105,7 +105,7 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
         budgets = _budgets.get()
         _saved.set((*_saved.get(), (self, _context_override.get(), budgets)))
         _context_override.set(self.enabled)
-        if self.budget is not None:
+        if self.budget is not None and self.budget not in budgets:  # re-entered: one budget, held once
             _budgets.set((self.budget, *budgets))
         return self
 
