@@ -148,7 +148,7 @@ async def test_budget_shows_spent_reserved_and_left(run_lmi: RunLmi, redis_url: 
 
     assert result.returncode == 0, result.stderr
     row = result.stdout.splitlines()[2].split()
-    assert row == ["team-a/nightly", "$0.500000", "$0.125000", "$0.030000", "$0.345000"]
+    assert row == ["team-a/nightly", "$0.500", "$0.125", "$0.0300", "$0.345"]
     listed = run_lmi("cost", "--budget", "*", env={"REDIS_URL": redis_url})
     assert "team-a/nightly" in listed.stdout
     await budget.settle(in_flight, 0.0)

@@ -133,8 +133,10 @@ def run_budget(key: str, redis_url: str | None) -> int:
         print(f"No budget {key!r} in Redis at {redacted(url)}." if key != "*" else "No budgets in Redis.")
         return 0 if key == "*" else 1
 
+    from lmi.cost import format_usd
+
     def usd(nano: int | None) -> str:
-        return "-" if nano is None else f"${nano / NANO:,.6f}"
+        return "-" if nano is None else format_usd(nano / NANO)
 
     table = [
         (
