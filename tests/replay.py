@@ -128,6 +128,11 @@ class ReplayServer:
         with self._lock:
             self._faults[name].append(fault)
 
+    def add_recording(self, name: str, exchanges: list[dict[str, Any]]) -> None:
+        """Serve ``exchanges`` (e.g. a variant of a real recording) under ``name``, as if from a file."""
+        with self._lock:
+            self._cache[name] = exchanges
+
     def clear(self) -> None:
         with self._lock:
             self.received.clear()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         cost_tracking_ctx,
         enable_cost_ledger,
         enable_cost_tracking,
+        set_model_prices,
     )
     from lmi.embeddings import (
         EmbeddingModel,
@@ -34,10 +35,12 @@ if TYPE_CHECKING:
         embedding_model_factory,
     )
     from lmi.exceptions import (
+        BudgetExceeded,
         ConfigurationError,
         EmbeddingBatchError,
         JSONSchemaValidationError,
         LMIError,
+        MalformedResponseError,
         ModelCallError,
         RateLimitTimeout,
     )
@@ -54,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "enable_cost_tracking": "lmi.cost",
     "cost_tracking_ctx": "lmi.cost",
     "enable_cost_ledger": "lmi.cost",
+    "set_model_prices": "lmi.cost",
     "EmbeddingModel": "lmi.embeddings",
     "LiteLLMEmbeddingModel": "lmi.embeddings",
     "SparseEmbeddingModel": "lmi.embeddings",
@@ -62,15 +66,18 @@ _EXPORTS: dict[str, str] = {
     "embedding_model_factory": "lmi.embeddings",
     "LMIError": "lmi.exceptions",
     "BatchItemError": "lmi.exceptions",
+    "BudgetExceeded": "lmi.exceptions",
     "ConfigurationError": "lmi.exceptions",
     "EmbeddingBatchError": "lmi.exceptions",
     "JSONSchemaValidationError": "lmi.exceptions",
+    "MalformedResponseError": "lmi.exceptions",
     "ModelCallError": "lmi.exceptions",
     "RateLimitTimeout": "lmi.exceptions",
 }
 
 __all__ = [
     "GLOBAL_COST_TRACKER",
+    "BudgetExceeded",
     "ConfigurationError",
     "CostTracker",
     "EmbeddingBatchError",
@@ -82,6 +89,7 @@ __all__ = [
     "LMIError",
     "LiteLLMEmbeddingModel",
     "LiteLLMModel",
+    "MalformedResponseError",
     "ModelCallError",
     "RateLimitTimeout",
     "SentenceTransformerEmbeddingModel",
@@ -91,6 +99,7 @@ __all__ = [
     "embedding_model_factory",
     "enable_cost_ledger",
     "enable_cost_tracking",
+    "set_model_prices",
 ]
 
 

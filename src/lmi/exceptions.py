@@ -28,6 +28,43 @@ class JSONSchemaValidationError(LMIError, ValueError):
         self.text = text
 
 
+class BudgetExceeded(LMIError):
+    """A call's worst-case cost does not fit in what is left of a budget; nothing was sent.
+
+    ``limit_usd``, ``spent_usd`` and ``reserved_usd`` describe the budget when it refused, ``needed_usd``
+    the call's worst case (all None when the model has no price a budget could hold it to).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit_usd: float | None = None,
+        spent_usd: float | None = None,
+        reserved_usd: float | None = None,
+        needed_usd: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.limit_usd, self.spent_usd = limit_usd, spent_usd
+        self.reserved_usd, self.needed_usd = reserved_usd, needed_usd
+
+
+class MalformedResponseError(LMIError, ValueError):
+    """A billed response could not be turned into results (e.g. tool-call arguments that are not JSON).
+
+    The call was paid for and is already tracked; ``results`` holds what was built (a result that could
+    not be parsed has ``messages=None`` and keeps its text, token counts and cost).
+    """
+
+    def __init__(self, message: str, results: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+    @property
+    def result(self) -> object | None:
+        return self.results[0] if self.results else None
+
+
 class RateLimitTimeout(LMIError, TimeoutError):
     """A rate-limit acquisition could not complete within its timeout."""
 
@@ -82,10 +119,12 @@ class BatchItemError(LMIError, RuntimeError):
 
 __all__ = [
     "BatchItemError",
+    "BudgetExceeded",
     "ConfigurationError",
     "EmbeddingBatchError",
     "JSONSchemaValidationError",
     "LMIError",
+    "MalformedResponseError",
     "ModelCallError",
     "RateLimitTimeout",
 ]

@@ -24,6 +24,11 @@ class TokenUsage:
     Anthropic's ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``).
     ``completion_tokens`` counts every output token, reasoning included, over all n choices.
     ``estimated`` is true when the provider gave no usage and the counts come from a tokenizer.
+
+    What else the bill depends on: ``cache_creation_1h_tokens`` (of the cache writes, those kept for an
+    hour), ``audio_prompt_tokens`` / ``audio_completion_tokens`` (of the prompt / completion, audio),
+    ``web_search_requests`` (server-side searches, billed per search) and ``service_tier`` as the
+    response names it (``"priority"``, ``"flex"``, ...; None or ``"default"`` for the standard price).
     """
 
     prompt_tokens: int = 0
@@ -32,6 +37,11 @@ class TokenUsage:
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    cache_creation_1h_tokens: int = 0
+    audio_prompt_tokens: int = 0
+    audio_completion_tokens: int = 0
+    web_search_requests: int = 0
+    service_tier: str | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -80,8 +90,11 @@ _random_id = _RandomIds()
 class LLMResult(BaseModel):
     """One completion: its text and messages, what it cost and how long it took.
 
-    ``str(result)`` is the text. With n>1 a call returns one result per choice; the usage and cost of
-    the whole call sit on the first result only, so summing over results never double counts.
+    ``str(result)`` is the text. With n>1 a call returns one result per choice and the call's usage and
+    cost are split across them: token counts in integer shares (the remainder on the first result), the
+    cost in shares that ``sum(r.cost for r in results)`` adds up to the bill exactly, so summing over
+    results never double counts. ``priced`` is False when the price map does not know the model or
+    something it billed (audio, a service tier, ...): ``cost`` is then $0 or an estimate.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -103,6 +116,7 @@ class LLMResult(BaseModel):
     reasoning_content: str | None = None
     finish_reason: str | None = None
     cost: float = 0.0
+    priced: bool = True
     seconds_to_first_token: float = 0.0
     seconds_to_last_token: float = 0.0
     date: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -134,3 +134,30 @@ def test_parse_since() -> None:
     for bad in ("yesterday", "2025-13-01", "7 parsecs", ""):
         with pytest.raises(CLIError, match="bad --since"):
             parse_since(bad)
+
+
+async def test_budget_shows_spent_reserved_and_left(run_lmi: RunLmi, redis_url: str) -> None:
+    from lmi.cost import Budget
+
+    budget = Budget(0.5, key="team-a/nightly", redis_url=redis_url)
+    spent = await budget.reserve(0.01)
+    await budget.settle(spent, 0.125)
+    in_flight = await budget.reserve(0.03)
+
+    result = run_lmi("cost", "--budget", "team-a/nightly", "--redis", redis_url)
+
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.splitlines()[2].split()
+    assert row == ["team-a/nightly", "$0.500", "$0.125", "$0.0300", "$0.345"]
+    listed = run_lmi("cost", "--budget", "*", env={"REDIS_URL": redis_url})
+    assert "team-a/nightly" in listed.stdout
+    await budget.settle(in_flight, 0.0)
+
+
+def test_budget_bad_key_or_unknown_key(run_lmi: RunLmi, redis_url: str) -> None:
+    bad = run_lmi("cost", "--budget", "has space", "--redis", redis_url)
+    assert bad.returncode != 0
+    assert "budget_key" in bad.stderr
+    missing = run_lmi("cost", "--budget", "nobody", "--redis", redis_url)
+    assert missing.returncode == 1
+    assert "No budget 'nobody'" in missing.stdout

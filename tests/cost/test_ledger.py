@@ -281,3 +281,38 @@ def test_killed_writer_loses_nothing_committed(tmp_path: Path) -> None:
     _, stderr = survivor.communicate(timeout=60)
     assert survivor.returncode == 0, stderr
     assert len(rows(path)) == len(indices) + 5
+
+
+def test_unpriced_calls_kept_per_row_and_summed(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    enable_cost_ledger(path)
+    enable_cost_tracking()
+    GLOBAL_COST_TRACKER.record("local-model", TokenUsage(prompt_tokens=5), 0.0, priced=False)
+    GLOBAL_COST_TRACKER.record("local-model", TokenUsage(prompt_tokens=5), 0.0, priced=False)
+    GLOBAL_COST_TRACKER.record("gpt-4o-mini", TokenUsage(prompt_tokens=5), 1e-6)
+    assert [row["unpriced"] for row in rows(path)] == [1, 1, 0]
+    summary = {row.key: row.unpriced_calls for row in read_ledger(path)}
+    assert summary == {"local-model": 2, "gpt-4o-mini": 0}
+    assert "local-model !" in format_ledger(read_ledger(path))
+
+
+def test_ledger_from_before_the_unpriced_column_is_read_and_extended(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(path)
+    schema = ledger_module._SCHEMA.replace(",\n    unpriced INTEGER NOT NULL DEFAULT 0", "")
+    assert "unpriced" not in schema
+    connection.executescript(schema)
+    connection.execute(
+        "INSERT INTO cost_ledger (timestamp, model, prompt_tokens, completion_tokens, cache_read_tokens,"
+        " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid)"
+        " VALUES ('2026-01-01T00:00:00.000000Z', 'gpt-4o', 1, 1, 0, 0, 0, 0, 0.5, NULL, 1)"
+    )
+    connection.commit()
+    connection.close()
+    (old,) = read_ledger(path)
+    assert (old.calls, old.unpriced_calls, old.cost_usd) == (1, 0, 0.5)
+    enable_cost_ledger(path)  # opening it for writing adds the column
+    enable_cost_tracking()
+    GLOBAL_COST_TRACKER.record("gpt-4o", TokenUsage(prompt_tokens=1), 0.25, priced=False)
+    (both,) = read_ledger(path)
+    assert (both.calls, both.unpriced_calls, both.cost_usd) == (2, 1, 0.75)

@@ -284,3 +284,62 @@ def test_report_table_and_reset() -> None:
     assert tracker.lifetime_cost_usd == 0
     assert tracker.by_model == {}
     assert tracker.report() == "No costs recorded."
+
+
+async def test_one_ctx_instance_entered_by_two_tasks() -> None:
+    block = cost_tracking_ctx()
+    inside = asyncio.Event()
+    seen: dict[str, bool] = {}
+
+    async def task(name: str, hold: bool) -> None:
+        async with block:
+            seen[name] = cost_tracking_enabled()
+            if hold:
+                await inside.wait()  # exits after the other task entered and exited
+            else:
+                inside.set()
+        seen[f"{name} after"] = cost_tracking_enabled()
+
+    await asyncio.gather(task("first", hold=True), task("second", hold=False))
+    assert seen == {"first": True, "second": True, "first after": False, "second after": False}
+    assert not cost_tracking_enabled()
+
+
+def test_one_ctx_instance_entered_by_two_threads() -> None:
+    block = cost_tracking_ctx()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with block:
+                barrier.wait(timeout=10)  # both inside at once
+                assert cost_tracking_enabled()
+                barrier.wait(timeout=10)
+            assert not cost_tracking_enabled()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_exiting_a_block_never_entered_here_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="did not enter"):
+        cost_tracking_ctx().__exit__(None, None, None)
+
+
+def test_unpriced_calls_counted_per_model_in_the_report() -> None:
+    enable_cost_tracking()
+    GLOBAL_COST_TRACKER.record("local-a", USAGE, 0.0, priced=False)
+    GLOBAL_COST_TRACKER.record("local-a", USAGE, 0.0, priced=False)
+    GLOBAL_COST_TRACKER.record("gpt-4o-mini", USAGE, usage_cost("gpt-4o-mini", USAGE))
+    assert GLOBAL_COST_TRACKER.unpriced_calls() == {"local-a": 2}
+    report = GLOBAL_COST_TRACKER.report()
+    assert "local-a !" in report
+    assert "2 call(s) not fully priced" in report
+    assert "local-a 2" in report

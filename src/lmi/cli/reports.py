@@ -45,6 +45,12 @@ def add_parsers(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None
         "--by", choices=("model", "day", "tag"), default="model", help="rows per (default: model)"
     )
     cost.add_argument("--ledger", metavar="PATH", help="the ledger file (default: $LMI_COST_LEDGER)")
+    cost.add_argument(
+        "--budget",
+        metavar="KEY",
+        help="instead: the budget shared through Redis under KEY (spent, reserved, left); '*' lists all",
+    )
+    cost.add_argument("--redis", metavar="URL", help="the Redis holding budgets (default: $REDIS_URL)")
     cost.set_defaults(run=run_cost)
 
     limits = subparsers.add_parser(
@@ -78,6 +84,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 def run_cost(args: argparse.Namespace) -> int:
+    if args.budget is not None:
+        return run_budget(args.budget, args.redis)
     since = parse_since(args.since) if args.since is not None else None
     from lmi.cost import LEDGER_ENV, format_ledger, read_ledger
 
@@ -96,6 +104,55 @@ def run_cost(args: argparse.Namespace) -> int:
     except Exception as exc:  # sqlite3.DatabaseError for a file that is not a ledger, among others
         raise CLIError(f"cannot read the cost ledger {path}: {one_line(str(exc))}", exit_code=1) from None
     print(format_ledger(rows, by=args.by))
+    return 0
+
+
+def run_budget(key: str, redis_url: str | None) -> int:
+    import asyncio
+
+    from lmi.cost.budget import NANO, check_budget_key
+    from lmi.rate_limiter.parsing import normalize_redis_url, redacted, redis_url_from_env
+
+    url = normalize_redis_url(redis_url) if redis_url else redis_url_from_env()
+    if url is None:
+        raise CLIError("budgets shared between processes live in Redis: pass --redis URL or set REDIS_URL")
+    if key != "*":
+        try:
+            check_budget_key(key)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    from lmi.cost.budget_redis import redis_budget_status
+
+    try:
+        rows = asyncio.run(redis_budget_status(url, None if key == "*" else key))
+    except Exception as exc:
+        raise CLIError(
+            f"cannot read budgets from Redis at {redacted(url)}: {one_line(str(exc))}", exit_code=1
+        ) from None
+    if not rows or all(limit is None for *_, limit in rows):
+        print(f"No budget {key!r} in Redis at {redacted(url)}." if key != "*" else "No budgets in Redis.")
+        return 0 if key == "*" else 1
+
+    from lmi.cost import format_usd
+
+    def usd(nano: int | None) -> str:
+        return "-" if nano is None else format_usd(nano / NANO)
+
+    table = [
+        (
+            name,
+            usd(limit),
+            usd(spent),
+            usd(reserved),
+            usd(None if limit is None else max(limit - spent - reserved, 0)),
+        )
+        for name, spent, reserved, limit in rows
+    ]
+    print(
+        render_table(
+            ("budget", "limit", "spent", "reserved", "left"), table, right=(False, True, True, True, True)
+        )
+    )
     return 0
 
 

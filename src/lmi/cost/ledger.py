@@ -41,14 +41,15 @@ CREATE TABLE IF NOT EXISTS cost_ledger (
     estimated INTEGER NOT NULL,
     cost_usd REAL NOT NULL,
     tag TEXT,
-    pid INTEGER NOT NULL
+    pid INTEGER NOT NULL,
+    unpriced INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS cost_ledger_timestamp ON cost_ledger (timestamp);
 """
 _INSERT = (
     "INSERT INTO cost_ledger (timestamp, model, prompt_tokens, completion_tokens, cache_read_tokens,"
-    " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid, unpriced)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GROUPINGS = {"model": "model", "day": "substr(timestamp, 1, 10)", "tag": "coalesce(tag, '(no tag)')"}
 
@@ -100,6 +101,7 @@ class _Ledger:
             record.cost_usd,
             record.tag,
             record.pid,
+            int(not record.priced),
         )
         with self.lock:
             try:
@@ -170,10 +172,22 @@ def open_ledger(path: Path) -> sqlite3.Connection:
         # Committed WAL frames survive a killed process; only an OS crash could lose the last few.
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.executescript(_SCHEMA)
+        _add_missing_columns(connection)
     except BaseException:
         connection.close()
         raise
     return connection
+
+
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Ledgers written before a column existed get it, with its default for the old rows."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(cost_ledger)")}
+    if "unpriced" not in columns:
+        try:
+            connection.execute("ALTER TABLE cost_ledger ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0")
+        except Exception as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 @dataclass(slots=True)
@@ -204,13 +218,15 @@ def read_ledger(
         raise FileNotFoundError(f"No cost ledger at {ledger_file}")
     where, params = ("WHERE timestamp >= ?", (_timestamp_bound(since),)) if since is not None else ("", ())
     order = "cost DESC, key" if by == "model" else "key"
-    query = (
-        f"SELECT {group} AS key, count(*), sum(prompt_tokens), sum(completion_tokens),"
-        " sum(cache_read_tokens), sum(cache_creation_tokens), sum(reasoning_tokens), sum(estimated),"
-        f" sum(cost_usd) AS cost FROM cost_ledger {where} GROUP BY key ORDER BY {order}"
-    )
     connection = sqlite3.connect(ledger_file, timeout=BUSY_TIMEOUT_SECONDS)
     try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(cost_ledger)")}
+        unpriced_sum = "sum(unpriced)" if "unpriced" in columns else "0"  # a ledger from an older version
+        query = (
+            f"SELECT {group} AS key, count(*), sum(prompt_tokens), sum(completion_tokens),"
+            " sum(cache_read_tokens), sum(cache_creation_tokens), sum(reasoning_tokens), sum(estimated),"
+            f" {unpriced_sum}, sum(cost_usd) AS cost FROM cost_ledger {where} GROUP BY key ORDER BY {order}"
+        )
         rows: list[tuple[Any, ...]] = connection.execute(query, params).fetchall()
     finally:
         connection.close()
@@ -224,9 +240,21 @@ def read_ledger(
             cache_creation_tokens=cache_creation,
             reasoning_tokens=reasoning,
             estimated_calls=estimated,
+            unpriced_calls=unpriced,
             cost_usd=cost,
         )
-        for key, calls, prompt, completion, cache_read, cache_creation, reasoning, estimated, cost in rows
+        for (
+            key,
+            calls,
+            prompt,
+            completion,
+            cache_read,
+            cache_creation,
+            reasoning,
+            estimated,
+            unpriced,
+            cost,
+        ) in rows
     ]
 
 

@@ -38,8 +38,9 @@ class ModelCost:
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
     estimated_calls: int = 0  # calls whose token counts came from a tokenizer, not the provider
+    unpriced_calls: int = 0  # calls the price map could not (fully) price: their cost is a lower bound
 
-    def add(self, usage: TokenUsage, cost: float) -> None:
+    def add(self, usage: TokenUsage, cost: float, priced: bool = True) -> None:
         self.calls += 1
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
@@ -48,6 +49,7 @@ class ModelCost:
         self.reasoning_tokens += usage.reasoning_tokens
         self.cost_usd += cost
         self.estimated_calls += usage.estimated
+        self.unpriced_calls += not priced
 
     def merge(self, other: ModelCost) -> None:
         for f in fields(ModelCost):
@@ -64,7 +66,8 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
     """Render per-key totals as an aligned text table with a totals row.
 
     ``order="cost"`` lists the most expensive first, ``order="key"`` sorts by key (e.g. by day). Keys
-    whose token counts were estimated with a tokenizer are starred.
+    whose token counts were estimated with a tokenizer are starred; keys with calls the price map could
+    not price are marked ``!`` and counted under the table.
     """
     if not rows:
         return "No costs recorded."
@@ -73,7 +76,8 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
     total = ModelCost()
     lines: list[list[str]] = []
     for key, totals in items:
-        lines.append([f"{key}{' *' if totals.estimated_calls else ''}", *_cells(totals)])
+        marks = f"{' *' if totals.estimated_calls else ''}{' !' if totals.unpriced_calls else ''}"
+        lines.append([f"{key}{marks}", *_cells(totals)])
         total.merge(totals)
     table = render_table(
         [label, *_COLUMNS],
@@ -84,6 +88,12 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
     out = [table]
     if total.estimated_calls:
         out.append(f"* token counts of {total.estimated_calls} call(s) estimated with a tokenizer")
+    if total.unpriced_calls:
+        unpriced = ", ".join(f"{key} {t.unpriced_calls}" for key, t in items if t.unpriced_calls)
+        out.append(
+            f"! {total.unpriced_calls} call(s) not fully priced (cost unknown, counted as $0 or at the "
+            f"nearest known rate): {unpriced}"
+        )
     return "\n".join(out)
 
 

@@ -14,19 +14,25 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from lmi.cost import ledger
+from lmi.cost.budget import DEFAULT_LEASE_SECONDS, Budget, BudgetStatus
 from lmi.cost.totals import ModelCost, format_cost_table
 from lmi.types import TokenUsage
 
 logger = logging.getLogger(__name__)
 
 _context_override: ContextVar[bool | None] = ContextVar("lmi_cost_tracking", default=None)
+_budgets: ContextVar[tuple[Budget, ...]] = ContextVar("lmi_cost_budgets", default=())  # innermost first
+# (block, the override and budgets it replaced) for every block open in this context, innermost last
+_saved: ContextVar[tuple[tuple[cost_tracking_ctx, bool | None, tuple[Budget, ...]], ...]] = ContextVar(
+    "lmi_cost_saved", default=()
+)
 _process_default: bool | None = None  # None: never set, follow whether a ledger is configured
 
 
@@ -38,6 +44,11 @@ def cost_tracking_enabled() -> bool:
     if _process_default is not None:
         return _process_default
     return ledger.ledger_configured()
+
+
+def active_budgets() -> tuple[Budget, ...]:
+    """The budgets of every :func:`cost_tracking_ctx` block the current context is in, innermost first."""
+    return _budgets.get()
 
 
 def enable_cost_tracking(enabled: bool = True) -> None:
@@ -54,21 +65,62 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
     """``with cost_tracking_ctx(): ...`` (or ``async with``) tracks costs inside the block only.
 
     The setting follows the block across ``await``s and into tasks created inside it; concurrent tasks
-    outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block.
+    outside the block are unaffected. ``cost_tracking_ctx(False)`` silences tracking in the block. One
+    instance may be entered by several tasks or threads at once: each restores its own context on exit.
+
+    ``budget_usd`` caps what the calls made inside the block may spend together: each call reserves its
+    worst case before anything is sent (``BudgetExceeded`` when it does not fit) and settles to its real
+    cost after. With ``budget_key`` and Redis (``redis_url``, else env ``REDIS_URL``) the budget is shared
+    by every process using that key; without Redis, by every block of that key in this process. Nested
+    blocks' budgets all apply. ``lease_seconds``: how long a reservation outlives a killed process.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        *,
+        budget_usd: float | None = None,
+        budget_key: str | None = None,
+        redis_url: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
         self.enabled = enabled
-        self._tokens: list[Token[bool | None]] = []
+        if budget_usd is None and (budget_key is not None or redis_url is not None):
+            raise ValueError("budget_key and redis_url need a budget_usd to hold calls to")
+        self.budget = (
+            None
+            if budget_usd is None
+            else Budget(budget_usd, key=budget_key, redis_url=redis_url, lease_seconds=lease_seconds)
+        )
+
+    async def status(self) -> BudgetStatus:
+        """The block's budget now: limit, spent, reserved and left (ValueError without a budget)."""
+        if self.budget is None:
+            raise ValueError("this cost_tracking_ctx has no budget_usd")
+        return await self.budget.status()
 
     def __enter__(self) -> cost_tracking_ctx:
-        self._tokens.append(_context_override.set(self.enabled))
+        # What to restore is kept in the context itself, not on the instance, so that tasks sharing an
+        # instance never restore each other's state.
+        budgets = _budgets.get()
+        _saved.set((*_saved.get(), (self, _context_override.get(), budgets)))
+        _context_override.set(self.enabled)
+        if self.budget is not None and self.budget not in budgets:  # re-entered: one budget, held once
+            _budgets.set((self.budget, *budgets))
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        _context_override.reset(self._tokens.pop())
+        saved = _saved.get()
+        for depth in range(len(saved) - 1, -1, -1):
+            if saved[depth][0] is self:
+                break
+        else:
+            raise RuntimeError("cost_tracking_ctx exited in a context that did not enter it")
+        _saved.set(saved[:depth])
+        _context_override.set(saved[depth][1])
+        _budgets.set(saved[depth][2])
 
     async def __aenter__(self) -> cost_tracking_ctx:
         return self.__enter__()
@@ -87,6 +139,7 @@ class CostRecord:
     usage: TokenUsage
     cost_usd: float
     tag: str | None = None
+    priced: bool = True  # False: the price map does not know the model or something it billed
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     pid: int = field(default_factory=os.getpid)
 
@@ -108,8 +161,13 @@ class CostTracker:
         self._lock = threading.Lock()
         self._pending: set[asyncio.Task[Any]] = set()  # keeps scheduled async callbacks alive
 
-    def record(self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None) -> None:
-        """Add one call's usage and cost; does nothing where tracking is disabled."""
+    def record(
+        self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None, priced: bool = True
+    ) -> None:
+        """Add one call's usage and cost; does nothing where tracking is disabled.
+
+        ``priced=False`` marks a call the price map could not fully price; the report counts them.
+        """
         if not cost_tracking_enabled():
             return
         with self._lock:
@@ -117,11 +175,11 @@ class CostTracker:
             totals = self.by_model.get(model)
             if totals is None:
                 totals = self.by_model[model] = ModelCost()
-            totals.add(usage, cost)
+            totals.add(usage, cost, priced)
             callbacks = tuple(self._callbacks)
         if not (callbacks or self.use_ledger):
             return
-        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag)
+        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag, priced=priced)
         if self.use_ledger:
             ledger.append(entry)
         for callback in callbacks:
@@ -142,8 +200,13 @@ class CostTracker:
             self.lifetime_cost_usd = 0.0
             self.by_model = {}
 
+    def unpriced_calls(self) -> dict[str, int]:
+        """Per model, how many tracked calls the price map could not fully price."""
+        with self._lock:
+            return {model: t.unpriced_calls for model, t in self.by_model.items() if t.unpriced_calls}
+
     def report(self) -> str:
-        """A table of calls, tokens and USD per model, with a totals row."""
+        """A table of calls, tokens and USD per model, with a totals row; unpriced calls counted."""
         with self._lock:
             rows = {model: totals.copy() for model, totals in self.by_model.items()}
         return format_cost_table(rows)

@@ -7,13 +7,9 @@ importing litellm so that constructing a model stays instant.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+
+from lmi._model_map import model_map as _model_map
 
 # Native sizes of common models litellm's map lists without ``output_vector_size``.
 KNOWN_NDIM = {
@@ -41,23 +37,6 @@ FIXED_SIZE_MODELS = ("text-embedding-ada-002",)
 class EmbeddingModelInfo:
     ndim: int | None = None
     max_input_tokens: int | None = None
-
-
-@functools.cache
-def _bundled_model_map() -> dict[str, Any]:
-    spec = importlib.util.find_spec("litellm")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(location) / "model_prices_and_context_window_backup.json"
-        if path.is_file():
-            data: dict[str, Any] = json.loads(path.read_text())
-            return data
-    return {}
-
-
-def _model_map() -> dict[str, Any]:
-    litellm = sys.modules.get("litellm")
-    model_cost = getattr(litellm, "model_cost", None)
-    return model_cost if isinstance(model_cost, dict) and model_cost else _bundled_model_map()
 
 
 def _candidates(name: str) -> list[str]:

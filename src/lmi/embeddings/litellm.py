@@ -15,7 +15,7 @@ from lmi._tokenizer import cl100k
 from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
 from lmi.embeddings._progress import progress_bar
 from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, check_texts, gather_all_or_cancel
-from lmi.exceptions import ConfigurationError
+from lmi.exceptions import BudgetExceeded, ConfigurationError
 from lmi.types import TokenUsage
 
 DEFAULT_CONCURRENCY = 16  # batches in flight at once per embed_documents call
@@ -132,6 +132,9 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
                 try:
                     weight = sum(token_counts[start:stop]) if limit is not None else 0
                     vectors = await self._embed_batch(texts[start:stop], limit, weight)
+                except BudgetExceeded:  # nothing was sent: the caller's own limit, not a provider failure
+                    failed = True
+                    raise
                 except Exception as exc:
                     failed = True
                     first, last = positions[start], positions[stop - 1]
@@ -176,12 +179,29 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
 
     async def _embed_batch(self, texts: list[str], rate_limit: Any, weight: int) -> list[list[float]]:
         from lmi._lazy import litellm
+        from lmi.cost import active_budgets, reserve_all, settle_budgets
+        from lmi.cost.estimate import worst_case_embedding_usd
 
         if rate_limit is not None:
             from lmi.rate_limiter import GLOBAL_LIMITER
 
             await GLOBAL_LIMITER.try_acquire(("client", self.name), rate_limit=rate_limit, weight=weight)
-        response = await litellm().aembedding(model=self.name, input=texts, **self._request_kwargs())
+        budgets = active_budgets()
+        holds = (
+            await reserve_all(budgets, worst_case_embedding_usd(self.name, texts), "An embedding batch")
+            if budgets
+            else None
+        )
+        try:
+            response = await litellm().aembedding(model=self.name, input=texts, **self._request_kwargs())
+        except BaseException:
+            if holds is not None:
+                await holds.release()
+            raise
+        # Billed: recorded before anything about the answer can fail.
+        cost = self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
+        if holds is not None:
+            await settle_budgets(holds, cost, self.name)
         vectors = [decode_vector(embedding) for embedding in _in_input_order(response.data)]
         if len(vectors) != len(texts):
             raise ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts")
@@ -190,7 +210,6 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             self.ndim = size
         if any(len(vector) != self.ndim for vector in vectors):
             raise ValueError(f"the provider returned {size}-dimensional vectors, expected ndim={self.ndim}")
-        self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
         return vectors
 
     def _request_kwargs(self) -> dict[str, Any]:
@@ -206,18 +225,19 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             self._request = kwargs
         return self._request
 
-    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> None:
-        from lmi.cost import GLOBAL_COST_TRACKER, usage_cost
+    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> float:
+        from lmi.cost import GLOBAL_COST_TRACKER, price_usage
 
         if prompt_tokens is None:  # no usage in the response: our own count is the best estimate
             counted = sum(len(cl100k().encode_ordinary(text)) for text in texts)
             usage = TokenUsage(prompt_tokens=counted, estimated=True)
         else:
             usage = TokenUsage(prompt_tokens=prompt_tokens)
-        cost = usage_cost(self.name, usage)
+        bill = price_usage(self.name, usage)
         self._prompt_tokens += usage.prompt_tokens
-        self._cost += cost
-        GLOBAL_COST_TRACKER.record(self.name, usage, cost)
+        self._cost += bill.usd
+        GLOBAL_COST_TRACKER.record(self.name, usage, bill.usd, priced=bill.priced)
+        return bill.usd
 
     def _with_zero_vectors(
         self, total: int, sent_at: list[int], vectors: list[list[float]]

@@ -18,10 +18,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lmi._checks import check_keys
 from lmi.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from lmi.cost.budget import Budget
 from lmi.llms.params import KNOWN_PARAMS, check_params
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -38,7 +41,18 @@ ROUTER_KEYS = RETRY_KEYS | IGNORED_ROUTER_KEYS | {"timeout", "fallbacks"}
 # Options of call_batch (lmi.batch): where its state lives, how often it polls, how it splits.
 BATCH_KEYS = frozenset({"batch_dir", "batch_poll_interval", "batch_max_requests", "batch_max_bytes"})
 TOP_LEVEL_KEYS = (
-    frozenset({"model_list", "fallbacks", "router_kwargs", "rate_limit", "request_limit", "name"})
+    frozenset(
+        {
+            "model_list",
+            "fallbacks",
+            "router_kwargs",
+            "rate_limit",
+            "request_limit",
+            "name",
+            "prices",
+            "budget_usd",
+        }
+    )
     | BATCH_KEYS
 )
 
@@ -80,6 +94,7 @@ class ModelSettings:
     timeout: float | None = None
     rate_limit: Mapping[str, Any] = field(default_factory=dict)
     request_limit: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None  # config["budget_usd"]: caps what this model's calls spend together
     _chain: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +245,8 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         min_wait=_float(options.get("retry_after", 0.0), "retry_after"),
     )
     timeout = options.get("timeout")
+    if config.get("prices") is not None:
+        _apply_prices(config["prices"], deployments, name)
     return ModelSettings(
         primary=name,
         deployments=MappingProxyType(deployments),
@@ -238,4 +255,40 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         timeout=None if timeout is None else _float(timeout, "timeout"),
         rate_limit=_parse_limits(config.get("rate_limit"), "rate_limit", name),
         request_limit=_parse_limits(config.get("request_limit"), "request_limit", name),
+        budget=_budget(config.get("budget_usd")),
     )
+
+
+def _budget(value: Any) -> Budget | None:
+    if value is None:
+        return None
+    from lmi.cost.budget import Budget
+
+    try:
+        return Budget(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"config['budget_usd']: {exc}") from None
+
+
+def _apply_prices(prices: Any, deployments: Mapping[str, Deployment], primary: str) -> None:
+    """``config["prices"]``: rates for the primary model, or ``{model name: rates}`` for any of them.
+
+    Prices are per model name and process-wide, like the price map they override.
+    """
+    from lmi.cost.pricing import set_prices_from_config
+
+    per_model = (
+        isinstance(prices, Mapping) and prices and all(isinstance(v, Mapping) for v in prices.values())
+    )
+    names = list(dict.fromkeys((primary, deployments[primary].model)))
+    if per_model:  # a deployment name also prices the model string it sends
+        by_name = {d.name: d.model for d in deployments.values()}
+        prices = {
+            model: rates
+            for key, rates in prices.items()
+            for model in dict.fromkeys((key, by_name.get(key, key)))
+        }
+    try:
+        set_prices_from_config(names, prices)
+    except ValueError as exc:
+        raise ConfigurationError(f"config['prices']: {exc}") from None

@@ -17,11 +17,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pydantic import PrivateAttr, model_validator
 
 from lmi._lazy import aviary_core, litellm
-from lmi.cost import GLOBAL_COST_TRACKER
+from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
-from lmi.llms.results import Completion, StreamAssembler, build_results, completion_from_response
+from lmi.llms.results import (
+    Completion,
+    StreamAssembler,
+    bill_completion,
+    build_results,
+    completion_from_response,
+)
 from lmi.llms.retry import is_provider_error, with_retries_and_fallbacks
 from lmi.types import LLMResult
 
@@ -66,6 +72,22 @@ def _plain_message_class() -> type | None:
     if set(getattr(message_class, "model_fields", ())) != _PLAIN_MESSAGE_FIELDS:
         return None
     return message_class
+
+
+def _provider_sent_usage(stream: Any) -> bool:
+    """Whether any chunk the provider streamed carried usage.
+
+    litellm ends every stream that asked for usage with a usage chunk, made from its own token count
+    when the provider sent none; the chunks it kept (``chunks``) tell the two apart.
+    """
+    chunks = getattr(stream, "chunks", None)
+    if not isinstance(chunks, list):
+        return True  # cannot tell: trust the usage litellm gave
+    return any(_get_usage(chunk) is not None for chunk in chunks)
+
+
+def _get_usage(chunk: Any) -> Any:
+    return chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
 
 
 class TokenCharge(NamedTuple):
@@ -176,34 +198,58 @@ class LiteLLMModel(LLMModel):
         notify: Callable[[str], Awaitable[None]] | None,
     ) -> list[LLMResult]:
         request = self._request(settings, deployment, messages, kwargs)
-        if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
-            charge = await self._charge(settings, deployment, request)
-        else:  # no limit configured anywhere, the common case
-            charge = NO_CHARGE
-        billed = 0
+        budgets = active_budgets()
+        if settings.budget is not None:
+            budgets = (*budgets, settings.budget)
+        # Budgets first: a call they refuse takes nothing from the rate limits and sends nothing.
+        holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
         try:
-            started = time.perf_counter()
-            if notify is None:
-                response = await litellm().acompletion(**request)
-                completion, first_token = completion_from_response(response), None
-            else:
-                completion, first_token = await self._stream(deployment, request, notify)
-            finished = time.perf_counter()
-            results, usage, cost = build_results(
-                completion,
-                name=deployment.name,
-                requested_model=deployment.model,
-                prompt=messages,
-                started=started,
-                first_token=first_token,
-                finished=finished,
-            )
-            billed = usage.total_tokens
-        finally:  # also on failure and cancellation: no charge is left half-applied
-            if charge.estimate:
-                await self._settle(deployment, charge, billed)
-        GLOBAL_COST_TRACKER.record(deployment.name, usage, cost)
+            if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
+                charge = await self._charge(settings, deployment, request)
+            else:  # no limit configured anywhere, the common case
+                charge = NO_CHARGE
+            billed = 0
+            try:
+                started = time.perf_counter()
+                if notify is None:
+                    response = await litellm().acompletion(**request)
+                    completion, first_token = completion_from_response(response), None
+                else:
+                    completion, first_token = await self._stream(deployment, request, notify)
+                finished = time.perf_counter()
+                bill = bill_completion(completion, deployment.model, messages)  # never raises
+                billed = bill.usage.total_tokens
+            finally:  # also on failure and cancellation: no charge is left half-applied
+                if charge.estimate:
+                    await self._settle(deployment, charge, billed)
+        except BaseException:
+            if holds is not None:  # nothing was billed: give the reservation back
+                await holds.release()
+            raise
+        # Settled and tracked before the results are built: a paid answer that fails to parse is billed.
+        if holds is not None:
+            await settle_budgets(holds, bill.cost.usd, deployment.name)
+        GLOBAL_COST_TRACKER.record(deployment.name, bill.usage, bill.cost.usd, priced=bill.cost.priced)
+        results, _, _ = build_results(
+            completion,
+            name=deployment.name,
+            requested_model=deployment.model,
+            prompt=messages,
+            started=started,
+            first_token=first_token,
+            finished=finished,
+            bill=bill,
+        )
         return results
+
+    @staticmethod
+    async def _reserve_budgets(
+        budgets: tuple[Budget, ...], deployment: Deployment, request: dict[str, Any]
+    ) -> Holds:
+        from lmi.cost.estimate import worst_case_chat_usd
+
+        worst = worst_case_chat_usd(deployment.model, request)
+        return await reserve_all(budgets, worst, f"A call to {deployment.name}")
 
     async def _stream(
         self, deployment: Deployment, request: dict[str, Any], notify: Callable[[str], Awaitable[None]]
@@ -231,7 +277,10 @@ class LiteLLMModel(LLMModel):
             if close is not None:
                 with contextlib.suppress(Exception):  # closing must never mask the stream's outcome
                     await close()
-        return assembler.finish(), first_token
+        completion = assembler.finish()
+        if not _provider_sent_usage(stream):
+            completion.usage = None  # litellm's own count, not the provider's bill: estimate and flag it
+        return completion, first_token
 
     def _run(
         self,

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from lmi._lazy import aviary_core
-from lmi.cost import model_prices, usage_cost
+from lmi.cost import CallCost, has_price_override, model_prices, price_usage, split_cost
+from lmi.exceptions import MalformedResponseError
 from lmi.types import LLMResult, TokenUsage
 
 _PYDANTIC_GETATTR = getattr(BaseModel, "__getattr__", None)
@@ -85,9 +86,18 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
-def usage_from_litellm(usage: Any) -> TokenUsage | None:
-    """Map litellm's normalised ``Usage`` to :class:`TokenUsage` (prompt counts include cache tokens)."""
+def usage_from_litellm(usage: Any, service_tier: str | None = None) -> TokenUsage | None:
+    """Map litellm's normalised ``Usage`` to :class:`TokenUsage` (prompt counts include cache tokens).
+
+    None when the provider reported no usage: litellm then substitutes zeros, and no real call is billed
+    zero prompt and zero completion tokens. ``service_tier`` is the response's own (OpenAI puts it on the
+    response, Anthropic inside ``usage``).
+    """
     if usage is None:
+        return None
+    prompt_tokens = _get(usage, "prompt_tokens") or 0
+    completion_tokens = _get(usage, "completion_tokens") or 0
+    if not prompt_tokens and not completion_tokens:
         return None
     prompt_details = _get(usage, "prompt_tokens_details")
     completion_details = _get(usage, "completion_tokens_details")
@@ -95,12 +105,18 @@ def usage_from_litellm(usage: Any) -> TokenUsage | None:
     cache_creation = (
         _get(usage, "cache_creation_input_tokens") or _get(prompt_details, "cache_creation_tokens") or 0
     )
+    written = _get(prompt_details, "cache_creation_token_details")
     return TokenUsage(
-        prompt_tokens=_get(usage, "prompt_tokens") or 0,
-        completion_tokens=_get(usage, "completion_tokens") or 0,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
         cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation,
         reasoning_tokens=_get(completion_details, "reasoning_tokens") or 0,
+        cache_creation_1h_tokens=_get(written, "ephemeral_1h_input_tokens") or 0,
+        audio_prompt_tokens=_get(prompt_details, "audio_tokens") or 0,
+        audio_completion_tokens=_get(completion_details, "audio_tokens") or 0,
+        web_search_requests=_get(_get(usage, "server_tool_use"), "web_search_requests") or 0,
+        service_tier=service_tier or _get(usage, "service_tier"),
     )
 
 
@@ -136,7 +152,7 @@ def completion_from_response(response: Any) -> Completion:
         )
     return Completion(
         choices=choices,
-        usage=usage_from_litellm(_get(response, "usage")),
+        usage=usage_from_litellm(_get(response, "usage"), _get(response, "service_tier")),
         response_model=_get(response, "model"),
         response_id=_get(response, "id"),
     )
@@ -157,7 +173,9 @@ class StreamAssembler:
         "_tool_calls",
         "response_id",
         "response_model",
+        "service_tier",
         "usage",
+        "usage_reported",
     )
 
     def __init__(self) -> None:
@@ -168,6 +186,8 @@ class StreamAssembler:
         self._tool_calls: dict[int, dict[int, tuple[dict[str, Any], list[str]]]] = {}
         self._logprobs: dict[int, list[float]] = {}
         self.usage: TokenUsage | None = None
+        self.usage_reported: Any = None  # the last usage a chunk carried, as litellm gave it
+        self.service_tier: str | None = None
         self.response_model: str | None = None
         self.response_id: str | None = None
 
@@ -178,7 +198,10 @@ class StreamAssembler:
             self.response_model = _get(chunk, "model")
         usage = _get(chunk, "usage")
         if usage is not None:
-            self.usage = usage_from_litellm(usage)
+            self.usage_reported = usage
+        tier = _get(chunk, "service_tier")
+        if tier:
+            self.service_tier = tier
         added = ""
         for choice in _get(chunk, "choices") or ():
             index = _get(choice, "index") or 0
@@ -232,10 +255,13 @@ class StreamAssembler:
                 ]
             if index in self._logprobs:
                 choice.logprob = sum(self._logprobs[index])
+        if self.usage_reported is not None:
+            self.usage = usage_from_litellm(self.usage_reported, self.service_tier)
         return Completion(choices, self.usage, self.response_model, self.response_id)
 
 
 def _assistant_message(choice: Choice) -> Any:
+    """The aviary message for ``choice``; ValueError when a tool call's arguments are not JSON."""
     aviary = aviary_core()
     if not choice.tool_calls:
         return aviary.Message(role="assistant", content=choice.text)
@@ -261,9 +287,12 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 def pricing_model(completion: Completion, requested_model: str) -> str:
-    """The model the provider says answered, when it has a known price; else the one we asked for."""
+    """The model to price: the one we asked for when the user priced it, else the one the provider says
+    answered when it has a known price, else the one we asked for."""
     answered = completion.response_model
-    if answered and model_prices(answered) is not None:
+    if has_price_override(requested_model) or not answered or answered == requested_model:
+        return requested_model
+    if model_prices(answered) is not None:
         return answered
     return requested_model
 
@@ -293,6 +322,24 @@ def estimate_usage(prompt: list[Any], choices: list[Choice]) -> TokenUsage:
     return TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, estimated=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """What one call was billed: its usage (reported or estimated), the model priced, and the cost."""
+
+    usage: TokenUsage
+    model: str
+    cost: CallCost
+
+
+def bill_completion(completion: Completion, requested_model: str, prompt: list[Any] | None) -> Bill:
+    """Price a completion; when the provider reported no usage it is counted with a tokenizer and flagged
+    as estimated. Never raises for anything the provider sent, so the bill is known before any step that
+    can fail."""
+    usage = completion.usage or estimate_usage(prompt or [], completion.choices)
+    model = pricing_model(completion, requested_model)
+    return Bill(usage, model, price_usage(model, usage))
+
+
 def build_results(
     completion: Completion,
     *,
@@ -302,28 +349,38 @@ def build_results(
     started: float,
     first_token: float | None = None,
     finished: float,
+    bill: Bill | None = None,
 ) -> tuple[list[LLMResult], TokenUsage, float]:
     """Make one LLMResult per choice; return them with the call's usage and cost.
 
-    ``started``, ``first_token`` and ``finished`` are ``time.perf_counter()`` readings. When the provider
-    reported no usage, it is counted with a tokenizer and flagged as estimated.
+    ``started``, ``first_token`` and ``finished`` are ``time.perf_counter()`` readings; ``bill`` is the
+    call's :func:`bill_completion` when already made. Usage and cost are split across the choices so that
+    sums over the results equal the bill exactly. A tool call whose arguments are not JSON raises
+    :class:`~lmi.exceptions.MalformedResponseError` carrying every result (that one with no messages).
     """
-    usage = completion.usage or estimate_usage(prompt or [], completion.choices)
-    cost = usage_cost(pricing_model(completion, requested_model), usage)
+    bill = bill or bill_completion(completion, requested_model, prompt)
+    usage, cost = bill.usage, bill.cost
     n = max(len(completion.choices), 1)
     prompts, completions = _split(usage.prompt_tokens, n), _split(usage.completion_tokens, n)
     cache_reads, cache_writes = _split(usage.cache_read_tokens, n), _split(usage.cache_creation_tokens, n)
     reasoning = _split(usage.reasoning_tokens, n)
+    costs = split_cost(cost.usd, n)
     date = datetime.now(UTC)
     to_last = finished - started
     to_first = (first_token - started) if first_token is not None else 0.0
     results = []
+    failures: list[ValueError] = []
     for index, choice in enumerate(completion.choices):
+        try:
+            messages: list[Any] | None = [_assistant_message(choice)]
+        except ValueError as exc:
+            failures.append(exc)
+            messages = None
         results.append(
             LLMResult(
                 model=name,
                 text=choice.text or "",
-                messages=[_assistant_message(choice)],
+                messages=messages,
                 prompt=prompt,
                 prompt_count=prompts[index],
                 completion_count=completions[index],
@@ -333,7 +390,8 @@ def build_results(
                 usage_estimated=usage.estimated,
                 reasoning_content=choice.reasoning_content,
                 finish_reason=choice.finish_reason,
-                cost=cost / n,
+                cost=costs[index],
+                priced=cost.priced,
                 seconds_to_first_token=to_first,
                 seconds_to_last_token=to_last,
                 date=date,
@@ -341,6 +399,6 @@ def build_results(
                 provider_response_id=completion.response_id,
             )
         )
-    if results and n > 1:  # make the shares add up to the call's cost exactly
-        results[0].cost = cost - sum(r.cost for r in results[1:])
-    return results, usage, cost
+    if failures:
+        raise MalformedResponseError(f"{name}: {failures[0]}", results=results) from failures[0]
+    return results, usage, cost.usd
