@@ -181,3 +181,24 @@ async def test_an_item_over_the_context_is_refused_in_place(
     assert "context" in results[1].reason
     [batch] = batch_server.created()
     assert [item["custom_id"] for item in batch.items] == ["item-0"]
+
+
+async def test_budgets_refuse_before_sending_and_count_what_was_billed(
+    batch_server: BatchServer, batch_dir: Path
+) -> None:
+    from lmi import BudgetExceeded
+
+    llm = model(batch_server)
+    with cost_tracking_ctx(budget_usd=1e-7), pytest.raises(BudgetExceeded):
+        await llm.call_batch(["Say hello"], batch_dir=str(batch_dir), max_tokens=50)
+    assert not batch_server.created()
+
+    budget = cost_tracking_ctx(budget_usd=0.01)
+    async with budget:
+        results = await llm.call_batch(
+            ["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir), max_tokens=50
+        )
+        status = await budget.status()
+    billed = sum(r.cost for r in results)  # type: ignore[union-attr]
+    assert status.spent_usd == pytest.approx(billed, abs=1e-9)
+    assert status.reserved_usd == 0

@@ -68,7 +68,11 @@ async def submit_batch(
     options = _options(model, kwargs)
     store, job, target, _ = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
     async with _provider(target) as provider:
-        await BatchRunner(store, job, provider, **options).submit_pending()
+        runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
+        await runner.submit_pending()
+        # Nobody in this process will collect: the reservations end here, and collecting charges the cost.
+        for holds in runner.holds:
+            await holds.release()
     return job.job_id
 
 
@@ -86,8 +90,20 @@ async def call_batch(
     options = _options(model, kwargs)
     store, job, target, sent = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
     async with _provider(target) as provider:
-        items = await BatchRunner(store, job, provider, **options).run()
-    return results(store, job, model.settings.chain[0].name, items, sent, output_type)
+        runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
+        items = await runner.run()
+        outcomes, new_cost = results(store, job, model.settings.chain[0].name, items, sent, output_type)
+        await runner.settle_budgets(new_cost)
+    return outcomes
+
+
+def _budgets(model: LiteLLMModel) -> tuple[Any, ...]:
+    """The budgets a batch counts against: every enclosing ``cost_tracking_ctx`` and the model's own."""
+    from lmi.cost import active_budgets
+
+    budgets = active_budgets()
+    own = model.settings.budget
+    return budgets if own is None else (*budgets, own)
 
 
 def _prepare(
@@ -153,8 +169,11 @@ def results(
     items: list[Item],
     prompts: list[list[Any]] | None = None,
     output_type: OutputType | None = None,
-) -> list[BatchOutcome]:
-    """One result or exception per item; each item's cost is tracked once, ever."""
+) -> tuple[list[BatchOutcome], float]:
+    """One result or exception per item, and what the items tracked now for the first time cost.
+
+    Each item's cost is tracked (and counted by budgets) once, ever, however often the job is collected.
+    """
     from lmi.cost import GLOBAL_COST_TRACKER
     from lmi.cost.batch_pricing import batch_usage_cost
     from lmi.llms.base import validate_output
@@ -163,6 +182,7 @@ def results(
     decode = openai_completion if job.provider == "openai" else anthropic_completion
     outcomes: list[BatchOutcome] = []
     newly_tracked = []
+    new_cost = 0.0
     for item in items:
         if item.kind != "succeeded" or item.answer is None:
             reason = item.error or (item.kind or "no outcome")
@@ -178,11 +198,13 @@ def results(
             started=job.created_at,
             finished=time.time(),
         )
-        cost = batch_usage_cost(pricing_model(completion, item.body.get("model", name)), usage) or 0.0
-        result = built[0].model_copy(update={"cost": cost})
+        batch_cost = batch_usage_cost(pricing_model(completion, item.body.get("model", name)), usage)
+        cost = batch_cost or 0.0
+        result = built[0].model_copy(update={"cost": cost, "priced": batch_cost is not None})
         if not item.tracked:
-            GLOBAL_COST_TRACKER.record(name, usage, cost, tag="batch")
+            GLOBAL_COST_TRACKER.record(name, usage, cost, tag="batch", priced=batch_cost is not None)
             newly_tracked.append(item.idx)
+            new_cost += cost
         if output_type is not None:
             try:
                 validate_output(result, output_type)
@@ -192,17 +214,22 @@ def results(
         outcomes.append(result)
     if newly_tracked:
         store.mark_tracked(job.job_id, newly_tracked)
-    return outcomes
+    return outcomes, new_cost
 
 
 async def collect_batch(job_id: str, *, batch_dir: str | None = None, **options: Any) -> list[BatchOutcome]:
     """Wait for a submitted job (by job or provider batch id) and return its results."""
+    from lmi.cost import active_budgets
+
     store = BatchStore(batch_dir)
     job = _find(store, job_id)
     target = _target_of(job)
     async with _provider(target) as provider:
-        items = await BatchRunner(store, job, provider, **options).run()
-    return results(store, job, job.model, items)
+        runner = BatchRunner(store, job, provider, budgets=active_budgets(), **options)
+        items = await runner.run()
+        outcomes, new_cost = results(store, job, job.model, items)
+        await runner.settle_budgets(new_cost)
+    return outcomes
 
 
 async def cancel_batch(job_id: str, *, batch_dir: str | None = None) -> list[str]:

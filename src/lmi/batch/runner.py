@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from lmi.batch.wire import anthropic_body, openai_body
 from lmi.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
+    from lmi.cost import Budget, Holds
     from lmi.llms.base import OutputType
     from lmi.llms.config import Deployment
 
@@ -178,8 +180,11 @@ class BatchRunner:
         max_requests: int | None = None,
         max_bytes: int | None = None,
         progress: bool | None = None,
+        budgets: tuple[Budget, ...] = (),
     ) -> None:
         self.store, self.job, self.provider = store, job, provider
+        self.budgets = budgets
+        self.holds: list[Holds] = []  # budget reservations of the batches this process submitted
         self.poll_interval = _seconds(poll_interval, POLL_INTERVAL_ENV, DEFAULT_POLL_INTERVAL)
         self.max_poll_interval = _seconds(max_poll_interval, MAX_POLL_INTERVAL_ENV, MAX_POLL_INTERVAL)
         self.max_requests = max_requests or provider.max_requests
@@ -194,9 +199,45 @@ class BatchRunner:
             if item.batch_id is None or (item.kind == "expired" and item.attempts <= MAX_RESUBMITS)
         ]
         for chunk in split(resend, self.max_requests, self.max_bytes):
-            batch_id = await self.provider.submit([(i.custom_id, i.body) for i in chunk], self.job.job_id)
+            holds = await self._reserve(chunk)
+            try:
+                batch_id = await self.provider.submit([(i.custom_id, i.body) for i in chunk], self.job.job_id)
+            except BaseException:
+                if holds is not None:
+                    await holds.release()
+                raise
+            if holds is not None:
+                self.holds.append(holds)
             self.store.record_batch(self.job.job_id, batch_id, [i.custom_id for i in chunk])
             logger.info("Submitted %s batch %s with %d items", self.provider.name, batch_id, len(chunk))
+
+    async def _reserve(self, chunk: list[Item]) -> Holds | None:
+        """Reserve the chunk's worst case at batch prices in every budget; BudgetExceeded before sending."""
+        if not self.budgets:
+            return None
+        from lmi.cost import reserve_all
+        from lmi.cost.batch_pricing import BATCH_DISCOUNT
+        from lmi.cost.estimate import worst_case_chat_usd
+
+        worst = sum(worst_case_chat_usd(item.body["model"], item.body) for item in chunk) * BATCH_DISCOUNT
+        return await reserve_all(self.budgets, worst, f"A batch of {len(chunk)} items to {self.job.model}")
+
+    async def settle_budgets(self, usd: float) -> None:
+        """Charge the budgets what the newly collected items cost: against this process's reservations
+        when it submitted them, else directly (a resumed job's reservations died with its process)."""
+        if not self.budgets:
+            return
+        from lmi.cost import settle_budgets
+
+        if self.holds:
+            first, *rest = self.holds
+            self.holds = []
+            await settle_budgets(first, usd, self.job.model)
+            for holds in rest:
+                await holds.release()
+        elif usd:
+            for budget in self.budgets:
+                await budget.settle(f"batch-{self.job.job_id}-{time.time_ns()}", usd)
 
     async def run(self) -> list[Item]:
         """Submit, poll and collect until every item has an outcome; return the items."""
