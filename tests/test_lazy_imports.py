@@ -95,3 +95,30 @@ def test_first_use_of_aviary_keeps_litellm_price_map_offline() -> None:
     assert report["cost_map_env"] == "True"
     assert "litellm" in report["heavy"]
     assert "aviary" in report["heavy"]
+
+
+def test_pricing_and_budgets_never_import_litellm() -> None:
+    code = """
+        import asyncio
+        import lmi
+        from lmi.cost import price_usage
+        from lmi.cost.estimate import worst_case_chat_usd
+        from lmi.types import TokenUsage
+
+        bill = price_usage("gpt-4o-mini", TokenUsage(prompt_tokens=1000, completion_tokens=10))
+        worst = worst_case_chat_usd("gpt-4o-mini", {"messages": [{"role": "user", "content": "hi"}]})
+
+        async def reserve():
+            with lmi.cost_tracking_ctx(budget_usd=1.0) as block:
+                await block.budget.settle(await block.budget.reserve(worst), bill.usd)
+                return (await block.status()).spent_usd
+
+        extra = {"cost": bill.usd, "priced": bill.priced, "worst": worst, "spent": asyncio.run(reserve())}
+    """
+    report = run_fresh(textwrap.dedent(code) + REPORT)
+    assert report["heavy"] == []
+    assert report["priced"] is True
+    assert isinstance(report["cost"], float)
+    assert report["cost"] > 0
+    assert report["worst"] > report["cost"] / 100
+    assert report["spent"] == pytest.approx(report["cost"], abs=2e-9)

@@ -200,3 +200,31 @@ async def test_reentered_block_holds_its_budget_once(replay: ReplayServer) -> No
     status = await block.status()
     assert status.spent_usd == pytest.approx(call_cost(), abs=2e-9)
     assert status.reserved_usd == 0
+
+
+async def test_a_settle_failure_after_the_bill_loses_neither_record_nor_budget(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def stalled_redis(*args: Any) -> None:
+        raise ConnectionError("the limiter's store did not answer")
+
+    monkeypatch.setattr(LiteLLMModel, "_settle", staticmethod(stalled_redis))
+    name = f"settle-{uuid.uuid4().hex[:6]}"
+    llm = model(replay, num_retries=0)
+    llm = LiteLLMModel(
+        name=name,
+        config={
+            "model_list": [
+                {"model_name": name, "litellm_params": llm.config["model_list"][0]["litellm_params"]}
+            ],
+            "rate_limit": {name: "1000000/minute"},
+            "num_retries": 0,
+        },
+    )
+    before = GLOBAL_COST_TRACKER.lifetime_cost_usd
+    with cost_tracking_ctx(budget_usd=1.0) as block, pytest.raises(Exception, match="did not answer"):
+        await llm.call_single(PROMPT)
+    assert GLOBAL_COST_TRACKER.lifetime_cost_usd - before == pytest.approx(call_cost(), abs=1e-12)
+    status = await block.status()
+    assert status.spent_usd == pytest.approx(call_cost(), abs=2e-9)
+    assert status.reserved_usd == 0

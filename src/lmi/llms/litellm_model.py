@@ -22,6 +22,7 @@ from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
 from lmi.llms.results import (
+    Bill,
     Completion,
     StreamAssembler,
     bill_completion,
@@ -203,6 +204,7 @@ class LiteLLMModel(LLMModel):
             budgets = (*budgets, settings.budget)
         # Budgets first: a call they refuse takes nothing from the rate limits and sends nothing.
         holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
+        bill: Bill | None = None
         try:
             if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
                 charge = await self._charge(settings, deployment, request)
@@ -219,17 +221,20 @@ class LiteLLMModel(LLMModel):
                 finished = time.perf_counter()
                 bill = bill_completion(completion, deployment.model, messages)  # never raises
                 billed = bill.usage.total_tokens
+                # Tracked first, before anything that can fail (settling, parsing): a paid call is billed.
+                GLOBAL_COST_TRACKER.record(
+                    deployment.name, bill.usage, bill.cost.usd, priced=bill.cost.priced
+                )
             finally:  # also on failure and cancellation: no charge is left half-applied
                 if charge.estimate:
                     await self._settle(deployment, charge, billed)
         except BaseException:
-            if holds is not None:  # nothing was billed: give the reservation back
-                await holds.release()
+            if holds is not None:  # the bill if there was one (a settle failed after it), else nothing
+                await settle_budgets(holds, 0.0 if bill is None else bill.cost.usd, deployment.name)
             raise
-        # Settled and tracked before the results are built: a paid answer that fails to parse is billed.
+        # Settled before the results are built: a paid answer that fails to parse still counts.
         if holds is not None:
             await settle_budgets(holds, bill.cost.usd, deployment.name)
-        GLOBAL_COST_TRACKER.record(deployment.name, bill.usage, bill.cost.usd, priced=bill.cost.priced)
         results, _, _ = build_results(
             completion,
             name=deployment.name,
