@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sys
-import time
+from typing import Any
 
 os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
 
@@ -23,9 +22,7 @@ def _model(api_base: str):  # type: ignore[no-untyped-def]
     )
 
 
-async def _calls(
-    api_base: str, redis_url: str, key: str, budget: float, calls: int, start_at: float
-) -> list[float]:
+async def _calls(api_base: str, redis_url: str, key: str, budget: float, calls: int) -> list[float]:
     from lmi import BudgetExceeded, cost_tracking_ctx
 
     llm = _model(api_base)
@@ -35,20 +32,21 @@ async def _calls(
         with contextlib.suppress(BudgetExceeded):  # refused: nothing sent, nothing billed
             costs.append((await llm.call_single(PROMPT)).cost)
 
-    await asyncio.sleep(max(0.0, start_at - time.time()))
     with cost_tracking_ctx(budget_usd=budget, budget_key=key, redis_url=redis_url):
         await asyncio.gather(*(one() for _ in range(calls)))
     return costs
 
 
 def run_calls(
-    api_base: str, redis_url: str, key: str, budget: float, calls: int, start_at: float
-) -> list[float]:
-    """The costs of the calls that ran (refused ones are left out)."""
+    api_base: str, redis_url: str, key: str, budget: float, calls: int, start: Any, results: Any
+) -> None:
+    """Put the costs of the calls that ran (refused ones left out) on ``results``; every process
+    imports first and waits at the ``start`` barrier, so that all of them call at once."""
     import lmi._lazy
 
-    lmi._lazy.litellm()  # import before the start, so that every process starts on time
-    return asyncio.run(_calls(api_base, redis_url, key, budget, calls, start_at))
+    lmi._lazy.litellm()
+    start.wait(timeout=120)
+    results.put(asyncio.run(_calls(api_base, redis_url, key, budget, calls)))
 
 
 async def _hold(api_base: str, redis_url: str, key: str, budget: float, lease: float) -> None:
@@ -58,6 +56,5 @@ async def _hold(api_base: str, redis_url: str, key: str, budget: float, lease: f
         await _model(api_base).call_single(PROMPT)  # the server holds the answer: killed while waiting
 
 
-if __name__ == "__main__":
-    api_base, redis_url, key, budget, lease = sys.argv[1:6]
-    asyncio.run(_hold(api_base, redis_url, key, float(budget), float(lease)))
+def hold_call(api_base: str, redis_url: str, key: str, budget: float, lease: float) -> None:
+    asyncio.run(_hold(api_base, redis_url, key, budget, lease))

@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from lmi import BudgetExceeded, cost_tracking_ctx
 from lmi.cost import Budget
-from tests.cost.budget_worker import RECORDING, run_calls
+from tests.cost.budget_worker import RECORDING, hold_call, run_calls
 from tests.cost.variants import body, price_map
 from tests.rate_limiter.conftest import RedisServer
 from tests.replay import Fault, ReplayServer
 
-WORKER = Path(__file__).with_name("budget_worker.py")
 PROCESSES, CALLS = 4, 50
 
 
@@ -31,6 +26,14 @@ def redis_url() -> Iterator[str]:
     server = RedisServer()
     yield server.url
     server.kill()
+
+
+def _forkserver() -> multiprocessing.context.ForkServerContext:
+    """Children forked from one server process that imported litellm once: four imports on two loaded
+    cores would take longer than the test itself."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["litellm", "lmi", "tests.cost.budget_worker"])
+    return context
 
 
 def call_cost() -> float:
@@ -46,10 +49,15 @@ def test_processes_sharing_a_budget_never_exceed_it(replay: ReplayServer, redis_
     budget, key = 30 * call_cost(), f"shared-{uuid.uuid4().hex[:8]}"
     replay.stream_delay = 0.0
     replay.inject(RECORDING, Fault(delay=0.05, replay=True, times=None))  # calls overlap across processes
-    start_at = time.time() + 8.0  # time for the children to start and import, even on a loaded machine
-    args = (replay.openai_base(RECORDING), redis_url, key, budget, CALLS, start_at)
-    with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
-        per_process = pool.starmap(run_calls, [args] * PROCESSES)
+    context = _forkserver()
+    start, results = context.Barrier(PROCESSES), context.Queue()
+    args = (replay.openai_base(RECORDING), redis_url, key, budget, CALLS, start, results)
+    processes = [context.Process(target=run_calls, args=args) for _ in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    per_process = [results.get(timeout=240) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
 
     billed = [cost for costs in per_process for cost in costs]
     total = math.fsum(billed)
@@ -67,17 +75,18 @@ def test_killed_process_releases_its_reservation_within_its_lease(
     key, lease = f"killed-{uuid.uuid4().hex[:8]}", 1.0
     budget = 1e-5  # room for the child's call (worst case ~7.5e-6), and not for another 5e-6 beside it
     replay.inject(RECORDING, Fault(delay=60.0, replay=True))
-    child = subprocess.Popen(
-        [sys.executable, str(WORKER), replay.openai_base(RECORDING), redis_url, key, str(budget), str(lease)]
+    child = _forkserver().Process(
+        target=hold_call, args=(replay.openai_base(RECORDING), redis_url, key, budget, lease)
     )
+    child.start()
     try:
         assert replay.wait_for_requests(1, timeout=60.0), "the child never sent its call"
         holder = Budget(budget, key=key, redis_url=redis_url)
         held = asyncio.run(holder.status()).reserved_usd
         assert held > 0
         wanted = budget - held + 1e-7  # fits only once the child's reservation is gone
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
+        child.kill()  # SIGKILL: no cleanup, the reservation stays until its lease runs out
+        child.join(timeout=10)
         killed_at = time.monotonic()
 
         async def reserve_after_the_lease() -> float:
@@ -91,7 +100,7 @@ def test_killed_process_releases_its_reservation_within_its_lease(
         assert asyncio.run(holder.status()).reserved_usd == 0
     finally:
         child.kill()
-        child.wait(timeout=10)
+        child.join(timeout=10)
 
 
 async def test_refused_when_it_could_never_fit(redis_url: str) -> None:
