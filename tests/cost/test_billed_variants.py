@@ -420,3 +420,32 @@ async def test_streamed_one_hour_cache_writes(replay: ReplayServer) -> None:
     expected = anthropic_cost(price_map()[SONNET], usage, "cache_creation_input_token_cost_above_1hr")
     assert result.cost == pytest.approx(expected, abs=TOLERANCE, rel=0)
     assert result.priced
+
+
+# -- 6. n >= 3: the results' costs add up to the bill exactly ------------------------------------------------
+
+
+async def test_three_choices_sum_exactly_to_the_bill(replay: ReplayServer) -> None:
+    recording = "openai-chat-n2-c3b9dc"
+
+    def three_choices(response: dict[str, Any]) -> None:
+        third = dict(response["choices"][1], index=2)
+        response["choices"].append(third)
+        # One more completion token (the third "Good!"... in spirit): 5 tokens make a bill whose thirds,
+        # split naively (cost / 3 each, the remainder on the first), add up to 6.300000000000001e-06.
+        response["usage"]["completion_tokens"] = 5
+
+    served = serve_variant(replay, recording, three_choices)
+    llm = openai_model(replay, served)
+    assert GLOBAL_COST_TRACKER.lifetime_cost_usd == 0.0
+    with cost_tracking_ctx():
+        results = await llm.call("Hello, how are you?", n=3)
+
+    response = body(recording)
+    usage = {**response["usage"], "completion_tokens": 5}
+    bill = GLOBAL_COST_TRACKER.lifetime_cost_usd  # 0.0 + the call's cost: the bill, unrounded
+    assert len(results) == 3
+    assert sum(r.cost for r in results) == bill  # exactly, in sum()'s own order
+    assert bill == pytest.approx(openai_cost(price_map()[response["model"]], usage), abs=TOLERANCE, rel=0)
+    assert sum(r.prompt_count for r in results) == usage["prompt_tokens"]
+    assert sum(r.completion_count for r in results) == usage["completion_tokens"]
