@@ -97,3 +97,15 @@ async def test_config_prices_price_the_calls_of_a_local_model(replay: ReplayServ
     )
     sent = replay.requests_for(served)[0].body
     assert "prices" not in sent  # ours, never sent to the provider
+
+
+def test_batch_work_on_a_priced_model_is_half_price() -> None:
+    from lmi.cost.batch_pricing import batch_usage_cost
+
+    model = _name()
+    lmi.set_model_prices(model, input_per_token=2e-6, output_per_token=8e-6, audio_output_per_token=4e-5)
+    usage = TokenUsage(prompt_tokens=1_000, completion_tokens=200)
+    assert batch_usage_cost(model, usage) == pytest.approx((1_000 * 2e-6 + 200 * 8e-6) / 2, abs=1e-15)
+    with_audio = TokenUsage(prompt_tokens=1_000, completion_tokens=200, audio_completion_tokens=50)
+    expected = (1_000 * 2e-6 + 150 * 8e-6 + 50 * 4e-5) / 2
+    assert batch_usage_cost(model, with_audio) == pytest.approx(expected, abs=1e-15)

@@ -15,13 +15,17 @@ BATCH_DISCOUNT = 0.5  # OpenAI and Anthropic both bill batch work at 50 % of the
 
 def batch_prices(model: str) -> ModelPrices | None:
     """``model``'s rates for batch work, or None when the price map does not know the model."""
-    prices, entry = model_prices(model), price_entry(model)
-    if prices is None or entry is None:
+    prices = model_prices(model)
+    if prices is None:
         return None
+    entry = price_entry(model) or {}  # prices set with set_model_prices: the published half-price rule
 
     def batch_rate(key: str, regular: float) -> float:
         value = entry.get(f"{key}_batches")
         return float(value) if value is not None else regular * BATCH_DISCOUNT
+
+    def optional(key: str, regular: float | None) -> float | None:
+        return None if regular is None else batch_rate(key, regular)
 
     def discounted(rates: TokenRates) -> TokenRates:
         output = batch_rate("output_cost_per_token", rates.output)
@@ -32,6 +36,9 @@ def batch_prices(model: str) -> ModelPrices | None:
             cache_creation=batch_rate("cache_creation_input_token_cost", rates.cache_creation),
             # Reasoning is output unless priced apart; apart, the batch rule halves it.
             reasoning=output if rates.reasoning == rates.output else rates.reasoning * BATCH_DISCOUNT,
+            cache_creation_1h=optional("cache_creation_input_token_cost_above_1hr", rates.cache_creation_1h),
+            audio_input=optional("input_cost_per_audio_token", rates.audio_input),
+            audio_output=optional("output_cost_per_audio_token", rates.audio_output),
         )
 
     # Long-context tiers keep their regular ratio to the base rates: the map has no tiered batch keys.
@@ -43,6 +50,7 @@ def batch_prices(model: str) -> ModelPrices | None:
             for threshold, rates in prices.tiers
         ),
         inclusive_thresholds=prices.inclusive_thresholds,
+        web_search=prices.web_search,  # searches are billed per search, batch or not
     )
 
 
@@ -50,7 +58,19 @@ def _scaled(tier: TokenRates, regular: TokenRates, batch: TokenRates) -> TokenRa
     def scale(tier_rate: float, regular_rate: float, batch_rate: float) -> float:
         return tier_rate * (batch_rate / regular_rate) if regular_rate else tier_rate * BATCH_DISCOUNT
 
+    def scale_optional(
+        tier_rate: float | None, regular_rate: float | None, batch_rate: float | None
+    ) -> float | None:
+        if tier_rate is None or regular_rate is None or batch_rate is None:
+            return batch_rate
+        return scale(tier_rate, regular_rate, batch_rate)
+
     return TokenRates(
+        cache_creation_1h=scale_optional(
+            tier.cache_creation_1h, regular.cache_creation_1h, batch.cache_creation_1h
+        ),
+        audio_input=scale_optional(tier.audio_input, regular.audio_input, batch.audio_input),
+        audio_output=scale_optional(tier.audio_output, regular.audio_output, batch.audio_output),
         input=scale(tier.input, regular.input, batch.input),
         output=scale(tier.output, regular.output, batch.output),
         cache_read=scale(tier.cache_read, regular.cache_read, batch.cache_read),
