@@ -7,6 +7,7 @@ normalises what comes back: a :class:`BatchStatus` per poll and an :class:`Outco
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from lmi.exceptions import LMIError
 
 if TYPE_CHECKING:
     import aiohttp
+
+logger = logging.getLogger(__name__)
 
 
 class BatchAPIError(LMIError, RuntimeError):
@@ -52,6 +55,35 @@ class Outcome:
     kind: str
     body: dict[str, Any] | None = None  # the provider's answer, when it succeeded
     error: str | None = None
+
+
+def _openai_outcome(line: Mapping[str, Any]) -> Outcome:
+    custom_id = str(line.get("custom_id"))
+    response = line.get("response") or {}
+    error = line.get("error")
+    if response.get("status_code") == 200 and not error:
+        return Outcome(custom_id, "succeeded", body=response.get("body"))
+    if error:
+        code, message = error.get("code"), error.get("message")
+        kind = (
+            "expired" if code == "batch_expired" else "cancelled" if code == "batch_cancelled" else "errored"
+        )
+        return Outcome(custom_id, kind, error=f"{code}: {message}")
+    body = response.get("body") or {}
+    detail = (body.get("error") or {}).get("message") if isinstance(body, Mapping) else None
+    return Outcome(custom_id, "errored", error=f"HTTP {response.get('status_code')}: {detail or body}")
+
+
+def _anthropic_outcome(line: Mapping[str, Any]) -> Outcome:
+    custom_id = str(line.get("custom_id"))
+    result = line.get("result") or {}
+    kind = result.get("type")
+    if kind == "succeeded":
+        return Outcome(custom_id, "succeeded", body=result.get("message"))
+    if kind == "errored":
+        error = (result.get("error") or {}).get("error") or result.get("error") or {}
+        return Outcome(custom_id, "errored", error=f"{error.get('type')}: {error.get('message')}")
+    return Outcome(custom_id, "cancelled" if kind == "canceled" else str(kind))
 
 
 @dataclass
@@ -98,7 +130,31 @@ class BatchProvider:
         raise NotImplementedError
 
     async def outcomes(self, status: BatchStatus) -> list[Outcome]:
-        """Every outcome a finished batch reported."""
+        """Every outcome a finished batch reported (a line that is not JSON is skipped, with a warning:
+        its item then counts as missing from the results)."""
+        outcomes = []
+        for ref in status.result_files:
+            payload = await self._request("GET", self._results_url(ref), "download the results")
+            for number, line in enumerate(payload.decode(errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    outcomes.append(self._outcome(json.loads(line)))
+                except (ValueError, AttributeError) as exc:
+                    logger.warning(
+                        "%s batch %s: results line %d unreadable (%s)",
+                        self.name,
+                        status.batch_id,
+                        number,
+                        exc,
+                    )
+        return outcomes
+
+    def _results_url(self, ref: str) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def _outcome(line: Mapping[str, Any]) -> Outcome:
         raise NotImplementedError
 
     async def cancel(self, batch_id: str) -> None:
@@ -159,36 +215,13 @@ class OpenAIBatches(BatchProvider):
             error=error,
         )
 
-    async def outcomes(self, status: BatchStatus) -> list[Outcome]:
-        outcomes = []
-        for file_id in status.result_files:
-            payload = await self._request(
-                "GET", f"{self.base_url}/files/{file_id}/content", "download the results"
-            )
-            for line in payload.decode().splitlines():
-                if line.strip():
-                    outcomes.append(_openai_outcome(json.loads(line)))
-        return outcomes
+    def _results_url(self, file_id: str) -> str:
+        return f"{self.base_url}/files/{file_id}/content"
+
+    _outcome = staticmethod(_openai_outcome)
 
     async def cancel(self, batch_id: str) -> None:
         await self._json("POST", f"{self.base_url}/batches/{batch_id}/cancel", "cancel the batch")
-
-
-def _openai_outcome(line: Mapping[str, Any]) -> Outcome:
-    custom_id = str(line.get("custom_id"))
-    response = line.get("response") or {}
-    error = line.get("error")
-    if response.get("status_code") == 200 and not error:
-        return Outcome(custom_id, "succeeded", body=response.get("body"))
-    if error:
-        code, message = error.get("code"), error.get("message")
-        kind = (
-            "expired" if code == "batch_expired" else "cancelled" if code == "batch_cancelled" else "errored"
-        )
-        return Outcome(custom_id, kind, error=f"{code}: {message}")
-    body = response.get("body") or {}
-    detail = (body.get("error") or {}).get("message") if isinstance(body, Mapping) else None
-    return Outcome(custom_id, "errored", error=f"HTTP {response.get('status_code')}: {detail or body}")
 
 
 class AnthropicBatches(BatchProvider):
@@ -226,29 +259,13 @@ class AnthropicBatches(BatchProvider):
             result_files=(url,) if url else (),
         )
 
-    async def outcomes(self, status: BatchStatus) -> list[Outcome]:
-        outcomes = []
-        for url in status.result_files:
-            payload = await self._request("GET", url, "download the results")
-            for line in payload.decode().splitlines():
-                if line.strip():
-                    outcomes.append(_anthropic_outcome(json.loads(line)))
-        return outcomes
+    def _results_url(self, url: str) -> str:
+        return url
+
+    _outcome = staticmethod(_anthropic_outcome)
 
     async def cancel(self, batch_id: str) -> None:
         await self._json("POST", f"{self.base_url}/v1/messages/batches/{batch_id}/cancel", "cancel the batch")
-
-
-def _anthropic_outcome(line: Mapping[str, Any]) -> Outcome:
-    custom_id = str(line.get("custom_id"))
-    result = line.get("result") or {}
-    kind = result.get("type")
-    if kind == "succeeded":
-        return Outcome(custom_id, "succeeded", body=result.get("message"))
-    if kind == "errored":
-        error = (result.get("error") or {}).get("error") or result.get("error") or {}
-        return Outcome(custom_id, "errored", error=f"{error.get('type')}: {error.get('message')}")
-    return Outcome(custom_id, "cancelled" if kind == "canceled" else str(kind))
 
 
 def _error_text(payload: bytes) -> str:
