@@ -109,3 +109,15 @@ def test_batch_work_on_a_priced_model_is_half_price() -> None:
     with_audio = TokenUsage(prompt_tokens=1_000, completion_tokens=200, audio_completion_tokens=50)
     expected = (1_000 * 2e-6 + 150 * 8e-6 + 50 * 4e-5) / 2
     assert batch_usage_cost(model, with_audio) == pytest.approx(expected, abs=1e-15)
+
+
+async def test_prices_set_for_a_bare_name_win_over_the_model_the_response_names(replay: ReplayServer) -> None:
+    name = _name()
+    lmi.set_model_prices(name, input_per_token=1e-3, output_per_token=2e-3)
+    recording = "openai-chat-0b8092"  # the response says gpt-4o-mini-2024-07-18, which the map prices
+    llm = LiteLLMModel(
+        name=name, config={"model": f"openai/{name}", "api_base": replay.openai_base(recording)}
+    )
+    result = await llm.call_single("Please tell me a story")
+    usage = body(recording)["usage"]
+    assert result.cost == pytest.approx(usage["prompt_tokens"] * 1e-3 + usage["completion_tokens"] * 2e-3)

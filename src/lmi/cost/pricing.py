@@ -50,6 +50,7 @@ _OVERRIDE_KEYS = {
     "audio_input_per_token": "input_cost_per_audio_token",
     "audio_output_per_token": "output_cost_per_audio_token",
 }
+_OVERRIDE_PREFIX = "override:"  # the ModelPrices.key of prices set with set_model_prices
 UNKNOWN_MODEL = "model"  # what CallCost.unpriced names when the whole model has no price
 
 
@@ -101,7 +102,9 @@ def model_prices(model: str) -> ModelPrices | None:
 
 
 def has_price_override(model: str) -> bool:
-    return model in _overrides
+    """Whether ``model`` is priced by :func:`set_model_prices` (also as ``openai/<model>`` and the like)."""
+    prices = model_prices(model)
+    return prices is not None and prices.key.startswith(_OVERRIDE_PREFIX)
 
 
 def price_entry(model: str) -> dict[str, Any] | None:
@@ -162,7 +165,7 @@ def set_model_prices(
     if web_search_per_request is not None:
         price = _price("web_search_per_request", web_search_per_request, model)
         entry["search_context_cost_per_query"] = {"search_context_size_medium": price}
-    prices = prices_from_entry(f"override:{model}", entry)
+    prices = prices_from_entry(f"{_OVERRIDE_PREFIX}{model}", entry)
     with _resolve_lock:
         _overrides[model] = prices
         _resolved.clear()  # names that resolved through this one (e.g. "openai/<model>") re-resolve
