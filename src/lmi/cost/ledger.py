@@ -46,10 +46,18 @@ CREATE TABLE IF NOT EXISTS cost_ledger (
 );
 CREATE INDEX IF NOT EXISTS cost_ledger_timestamp ON cost_ledger (timestamp);
 """
+# Columns added after the first schema: an older ledger gets them (default or NULL in old rows) when opened.
+_ADDED_COLUMNS = {
+    "unpriced": "INTEGER NOT NULL DEFAULT 0",  # 1: the price map could not fully price the call
+    "latency_s": "REAL",  # request sent to last token received
+    "error": "TEXT",  # the error type of a failed attempt; NULL for a billed call
+    "trace_id": "TEXT",  # the OpenTelemetry trace and span of the call, in hex
+    "span_id": "TEXT",
+}
 _INSERT = (
     "INSERT INTO cost_ledger (timestamp, model, prompt_tokens, completion_tokens, cache_read_tokens,"
-    " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid, unpriced)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid, unpriced, latency_s, error,"
+    " trace_id, span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GROUPINGS = {"model": "model", "day": "substr(timestamp, 1, 10)", "tag": "coalesce(tag, '(no tag)')"}
 
@@ -102,6 +110,10 @@ class _Ledger:
             record.tag,
             record.pid,
             int(not record.priced),
+            record.latency_s,
+            record.error,
+            record.trace_id,
+            record.span_id,
         )
         with self.lock:
             try:
@@ -180,14 +192,15 @@ def open_ledger(path: Path) -> sqlite3.Connection:
 
 
 def _add_missing_columns(connection: sqlite3.Connection) -> None:
-    """Ledgers written before a column existed get it, with its default for the old rows."""
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(cost_ledger)")}
-    if "unpriced" not in columns:
-        try:
-            connection.execute("ALTER TABLE cost_ledger ADD COLUMN unpriced INTEGER NOT NULL DEFAULT 0")
-        except Exception as exc:  # another process added it first
-            if "duplicate column" not in str(exc):
-                raise
+    """Ledgers written before a column existed get it, with its default (or NULL) for the old rows."""
+    present = {row[1] for row in connection.execute("PRAGMA table_info(cost_ledger)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            try:
+                connection.execute(f"ALTER TABLE cost_ledger ADD COLUMN {name} {kind}")
+            except Exception as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 @dataclass(slots=True)
@@ -216,12 +229,17 @@ def read_ledger(
     ledger_file = Path(path).expanduser()
     if not ledger_file.is_file():
         raise FileNotFoundError(f"No cost ledger at {ledger_file}")
-    where, params = ("WHERE timestamp >= ?", (_timestamp_bound(since),)) if since is not None else ("", ())
-    order = "cost DESC, key" if by == "model" else "key"
     connection = sqlite3.connect(ledger_file, timeout=BUSY_TIMEOUT_SECONDS)
     try:
         columns = {row[1] for row in connection.execute("PRAGMA table_info(cost_ledger)")}
         unpriced_sum = "sum(unpriced)" if "unpriced" in columns else "0"  # a ledger from an older version
+        conditions = ["error IS NULL"] if "error" in columns else []  # failed attempts cost nothing
+        params: tuple[str, ...] = ()
+        if since is not None:
+            conditions.append("timestamp >= ?")
+            params = (_timestamp_bound(since),)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        order = "cost DESC, key" if by == "model" else "key"
         query = (
             f"SELECT {group} AS key, count(*), sum(prompt_tokens), sum(completion_tokens),"
             " sum(cache_read_tokens), sum(cache_creation_tokens), sum(reasoning_tokens), sum(estimated),"

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from lmi import telemetry
 from lmi.cost import ledger
 from lmi.cost.budget import DEFAULT_LEASE_SECONDS, Budget, BudgetStatus
 from lmi.cost.totals import ModelCost, format_cost_table
@@ -142,6 +143,10 @@ class CostRecord:
     priced: bool = True  # False: the price map does not know the model or something it billed
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     pid: int = field(default_factory=os.getpid)
+    latency_s: float | None = None  # request sent to last token received
+    error: str | None = None  # the error's type, for a failed attempt (which costs nothing)
+    trace_id: str | None = None  # of the call's OpenTelemetry span, in hex, when traces are recorded
+    span_id: str | None = None
 
 
 CostCallback = Callable[[CostRecord], Awaitable[Any] | Any]
@@ -162,11 +167,19 @@ class CostTracker:
         self._pending: set[asyncio.Task[Any]] = set()  # keeps scheduled async callbacks alive
 
     def record(
-        self, model: str, usage: TokenUsage, cost: float, *, tag: str | None = None, priced: bool = True
+        self,
+        model: str,
+        usage: TokenUsage,
+        cost: float,
+        *,
+        tag: str | None = None,
+        priced: bool = True,
+        latency_s: float | None = None,
     ) -> None:
         """Add one call's usage and cost; does nothing where tracking is disabled.
 
         ``priced=False`` marks a call the price map could not fully price; the report counts them.
+        ``latency_s`` (request sent to last token) goes to the ledger for ``lmi report``.
         """
         if not cost_tracking_enabled():
             return
@@ -179,11 +192,37 @@ class CostTracker:
             callbacks = tuple(self._callbacks)
         if not (callbacks or self.use_ledger):
             return
-        entry = CostRecord(model=model, usage=usage, cost_usd=cost, tag=tag, priced=priced)
+        ids = telemetry.call_ids() or (None, None)
+        entry = CostRecord(
+            model=model,
+            usage=usage,
+            cost_usd=cost,
+            tag=tag,
+            priced=priced,
+            latency_s=latency_s,
+            trace_id=ids[0],
+            span_id=ids[1],
+        )
         if self.use_ledger:
             ledger.append(entry)
         for callback in callbacks:
             self._run_callback(callback, entry)
+
+    def record_failure(self, model: str, error: BaseException, latency_s: float | None = None) -> None:
+        """Put a failed attempt in the ledger (no cost, no totals, no callbacks), where one is kept."""
+        if not (self.use_ledger and cost_tracking_enabled()):
+            return
+        ids = telemetry.call_ids() or (None, None)
+        entry = CostRecord(
+            model=model,
+            usage=TokenUsage(),
+            cost_usd=0.0,
+            latency_s=latency_s,
+            error=type(error).__name__,
+            trace_id=ids[0],
+            span_id=ids[1],
+        )
+        ledger.append(entry)
 
     def add_callback(self, callback: CostCallback) -> None:
         """Call ``callback(record)`` after each record; async callbacks run as tasks, not awaited."""

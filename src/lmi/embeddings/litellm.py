@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from lmi import telemetry
 from lmi._checks import Check, flag, integer, mapping, optional
 from lmi._tokenizer import cl100k
 from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
@@ -178,6 +179,28 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         return truncated, counts
 
     async def _embed_batch(self, texts: list[str], rate_limit: Any, weight: int) -> list[list[float]]:
+        kwargs = self._request_kwargs()
+        with telemetry.embeddings_operation(self.name, kwargs.get("custom_llm_provider")) as operation:
+            try:
+                vectors, usage, cost = await self._embed_request(texts, rate_limit, weight, kwargs)
+            except BaseException as exc:
+                if operation is not None:
+                    operation.finish(error=exc)
+                raise
+            if operation is not None:
+                operation.set(
+                    {
+                        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+                        "gen_ai.embeddings.dimension.count": len(vectors[0]),
+                        "lmi.cost_usd": cost,
+                    }
+                )
+                operation.finish(input_tokens=usage.prompt_tokens, cost=cost)
+            return vectors
+
+    async def _embed_request(
+        self, texts: list[str], rate_limit: Any, weight: int, kwargs: dict[str, Any]
+    ) -> tuple[list[list[float]], TokenUsage, float]:
         from lmi._lazy import litellm
         from lmi.cost import active_budgets, reserve_all, settle_budgets
         from lmi.cost.estimate import worst_case_embedding_usd
@@ -185,21 +208,23 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         if rate_limit is not None:
             from lmi.rate_limiter import GLOBAL_LIMITER
 
-            await GLOBAL_LIMITER.try_acquire(("client", self.name), rate_limit=rate_limit, weight=weight)
+            with telemetry.waiting("rate_limit", rate_limit_key=f"client|{self.name}", weight=weight):
+                await GLOBAL_LIMITER.try_acquire(("client", self.name), rate_limit=rate_limit, weight=weight)
         budgets = active_budgets()
-        holds = (
-            await reserve_all(budgets, worst_case_embedding_usd(self.name, texts), "An embedding batch")
-            if budgets
-            else None
-        )
+        holds = None
+        if budgets:
+            with telemetry.waiting("budget", model=self.name):
+                holds = await reserve_all(
+                    budgets, worst_case_embedding_usd(self.name, texts), "An embedding batch"
+                )
         try:
-            response = await litellm().aembedding(model=self.name, input=texts, **self._request_kwargs())
+            response = await litellm().aembedding(model=self.name, input=texts, **kwargs)
         except BaseException:
             if holds is not None:
                 await holds.release()
             raise
         # Billed: recorded before anything about the answer can fail.
-        cost = self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
+        usage, cost = self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
         if holds is not None:
             await settle_budgets(holds, cost, self.name)
         vectors = [decode_vector(embedding) for embedding in _in_input_order(response.data)]
@@ -210,7 +235,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             self.ndim = size
         if any(len(vector) != self.ndim for vector in vectors):
             raise ValueError(f"the provider returned {size}-dimensional vectors, expected ndim={self.ndim}")
-        return vectors
+        return vectors, usage, cost
 
     def _request_kwargs(self) -> dict[str, Any]:
         """What every batch passes to ``litellm.aembedding`` besides model and input; built once."""
@@ -225,7 +250,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             self._request = kwargs
         return self._request
 
-    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> float:
+    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> tuple[TokenUsage, float]:
         from lmi.cost import GLOBAL_COST_TRACKER, price_usage
 
         if prompt_tokens is None:  # no usage in the response: our own count is the best estimate
@@ -237,7 +262,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         self._prompt_tokens += usage.prompt_tokens
         self._cost += bill.usd
         GLOBAL_COST_TRACKER.record(self.name, usage, bill.usd, priced=bill.priced)
-        return bill.usd
+        return usage, bill.usd
 
     def _with_zero_vectors(
         self, total: int, sent_at: list[int], vectors: list[list[float]]

@@ -12,10 +12,12 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lmi import telemetry
 from lmi._lazy import aviary_core
 from lmi.exceptions import JSONSchemaValidationError
 from lmi.types import LLMResult
@@ -190,6 +192,31 @@ class LLMModel(ABC, BaseModel):
         ``output_type`` asks for, and validates, JSON output; ``tools`` let the model answer with an aviary
         ``ToolRequestMessage`` (``tool_choice`` defaults to requiring a tool call).
         """
+        instruments = telemetry.active()
+        if instruments is None:  # no OpenTelemetry provider configured, the common case
+            return await self._call(messages, callbacks, output_type, tools, tool_choice, kwargs)
+        provider, params = self._telemetry_target()
+        return await telemetry.traced_chat(
+            instruments,
+            self.name,
+            provider,
+            {**params, **kwargs},
+            partial(self._call, messages, callbacks, output_type, tools, tool_choice, kwargs),
+        )
+
+    def _telemetry_target(self) -> tuple[str, Mapping[str, Any]]:
+        """``gen_ai.provider.name`` and the default request parameters, for the call's span."""
+        return telemetry.provider_name(self.name), self.config
+
+    async def _call(
+        self,
+        messages: str | Iterable[Message],
+        callbacks: Iterable[TextCallback] | None,
+        output_type: OutputType | None,
+        tools: list[Tool] | None,
+        tool_choice: Tool | str | None,
+        kwargs: dict[str, Any],
+    ) -> list[LLMResult]:
         prompt = normalize_messages(messages)
         if output_type is not None:
             prompt, request = output_type_request(output_type, prompt)

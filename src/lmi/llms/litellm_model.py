@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cache, partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import PrivateAttr, model_validator
 
+from lmi import telemetry
 from lmi._lazy import aviary_core, litellm
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.exceptions import ModelCallError
@@ -143,6 +144,11 @@ class LiteLLMModel(LLMModel):
     def settings(self) -> ModelSettings:
         return self._settings
 
+    def _telemetry_target(self) -> tuple[str, Mapping[str, Any]]:
+        params = self._settings.chain[0].params
+        model = str(params.get("model", self.name))
+        return telemetry.provider_name(model, params.get("custom_llm_provider")), params
+
     def __repr__(self) -> str:  # never show api keys that may sit in config
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -171,12 +177,14 @@ class LiteLLMModel(LLMModel):
         request_key, token_key = ("client|request", name), ("client", name)
         request_limit = settings.request_limit.get(name)
         if request_limit is not None or request_key in limiter.rate_config:
-            await limiter.try_acquire(request_key, rate_limit=request_limit)
+            with telemetry.waiting("rate_limit", rate_limit_key="|".join(request_key), weight=1):
+                await limiter.try_acquire(request_key, rate_limit=request_limit)
         token_limit = settings.rate_limit.get(name)
         if token_limit is None and token_key not in limiter.rate_config:
             return NO_CHARGE
         estimate = estimate_prompt_tokens(request["messages"])
-        charged_at = await limiter.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
+        with telemetry.waiting("rate_limit", rate_limit_key="|".join(token_key), weight=estimate):
+            charged_at = await limiter.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
         return TokenCharge(token_limit, estimate, charged_at)
 
     @staticmethod
@@ -211,8 +219,8 @@ class LiteLLMModel(LLMModel):
             else:  # no limit configured anywhere, the common case
                 charge = NO_CHARGE
             billed = 0
+            started = time.perf_counter()
             try:
-                started = time.perf_counter()
                 if notify is None:
                     response = await litellm().acompletion(**request)
                     completion, first_token = completion_from_response(response), None
@@ -223,8 +231,17 @@ class LiteLLMModel(LLMModel):
                 billed = bill.usage.total_tokens
                 # Tracked first, before anything that can fail (settling, parsing): a paid call is billed.
                 GLOBAL_COST_TRACKER.record(
-                    deployment.name, bill.usage, bill.cost.usd, priced=bill.cost.priced
+                    deployment.name,
+                    bill.usage,
+                    bill.cost.usd,
+                    priced=bill.cost.priced,
+                    latency_s=finished - started,
                 )
+                telemetry.note_response_model(completion.response_model)
+            except Exception as exc:
+                if bill is None and is_provider_error(exc):  # failed attempts too, for error reports
+                    GLOBAL_COST_TRACKER.record_failure(deployment.name, exc, time.perf_counter() - started)
+                raise
             finally:  # also on failure and cancellation: no charge is left half-applied
                 if charge.estimate:
                     await self._settle(deployment, charge, billed)
@@ -254,7 +271,8 @@ class LiteLLMModel(LLMModel):
         from lmi.cost.estimate import worst_case_chat_usd
 
         worst = worst_case_chat_usd(deployment.model, request)
-        return await reserve_all(budgets, worst, f"A call to {deployment.name}")
+        with telemetry.waiting("budget", model=deployment.name):
+            return await reserve_all(budgets, worst, f"A call to {deployment.name}")
 
     async def _stream(
         self, deployment: Deployment, request: dict[str, Any], notify: Callable[[str], Awaitable[None]]

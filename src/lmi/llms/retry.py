@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 from typing import Any, TypeVar
 
+from lmi import telemetry
 from lmi.exceptions import ModelCallError, RateLimitTimeout
 from lmi.llms.config import Deployment, RetryPolicy
 
@@ -107,6 +108,7 @@ async def with_retries_and_fallbacks(
     :class:`ModelCallError` names each model tried with the provider's message.
     """
     attempts: list[tuple[str, BaseException]] = []
+    attempt = telemetry.traced_attempts(attempt)  # a child span per attempt, when traces are recorded
     for deployment in chain:
         for retry in range(policy.num_retries + 1):
             try:
@@ -120,5 +122,6 @@ async def with_retries_and_fallbacks(
                     break
                 delay = policy.delay(retry, retry_after(exc))
                 logger.info("%s failed (%s); retry %d in %.2fs", deployment.name, exc, retry + 1, delay)
-                await asyncio.sleep(delay)
+                with telemetry.waiting("retry_backoff", seconds=delay):
+                    await asyncio.sleep(delay)
     raise ModelCallError(attempts) from (attempts[-1][1] if attempts else None)
