@@ -237,7 +237,7 @@ def read_ledger(
         params: tuple[str, ...] = ()
         if since is not None:
             conditions.append("timestamp >= ?")
-            params = (_timestamp_bound(since),)
+            params = (timestamp_bound(since),)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         order = "cost DESC, key" if by == "model" else "key"
         query = (
@@ -282,7 +282,7 @@ def format_ledger(rows: list[LedgerSummary], by: str = "model") -> str:
     return format_cost_table({row.key: row for row in rows}, label=by, order=order)
 
 
-def _timestamp_bound(since: datetime | date | str) -> str:
+def timestamp_bound(since: datetime | date | str) -> str:
     if isinstance(since, str):
         try:
             since = datetime.fromisoformat(since.strip())
