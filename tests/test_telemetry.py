@@ -385,3 +385,65 @@ async def test_a_slow_exporter_does_not_slow_the_call(replay: ReplayServer) -> N
         provider.shutdown()
     assert elapsed < 1.5
     assert exporter.exported >= 2  # the spans did reach it, later
+
+
+async def test_a_streamed_call_is_one_span_with_the_streams_usage(
+    replay: ReplayServer, otel: Telemetry
+) -> None:
+    from tests.llms.helpers import sse_events
+
+    events = sse_events(recorded("openai-chat-stream-29f559"))
+    usage = next(event["usage"] for event in events if event.get("usage"))
+    deltas: list[str] = []
+    await openai_model(replay, "openai-chat-stream-29f559").call_single(
+        "Say hello", callbacks=[deltas.append], temperature=1.0
+    )
+
+    attributes = dict(otel.one("chat ").attributes or {})
+    assert attributes["gen_ai.response.id"] == events[0]["id"]
+    # (gen_ai.response.model: litellm's stream chunks name the requested model, not the one that answered.)
+    assert attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert "".join(deltas)
+
+
+GLOBAL_PROVIDER_SCRIPT = """
+import asyncio, json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from lmi import LiteLLMModel
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+llm = LiteLLMModel(name="gpt-4o-mini", config={"api_base": sys.argv[1], "max_tokens": 3})
+asyncio.run(llm.call_single("Please tell me a story"))  # before the provider is set: nothing recorded
+trace.set_tracer_provider(provider)
+with trace.get_tracer("app").start_as_current_span("pipeline step"):
+    asyncio.run(llm.call_single("Please tell me a story"))
+print(json.dumps([[s.name, s.parent.span_id if s.parent else None, s.context.span_id]
+                  for s in exporter.get_finished_spans()]))
+"""
+
+
+def test_the_global_provider_set_after_import_is_used_and_parents_our_span(replay: ReplayServer) -> None:
+    import subprocess
+    import sys
+
+    from tests.cli.conftest import base_env
+
+    result = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER_SCRIPT, replay.openai_base(PLAIN)],
+        capture_output=True,
+        text=True,
+        env=base_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    spans = {name: (parent, own) for name, parent, own in json.loads(result.stdout.splitlines()[-1])}
+    assert set(spans) == {"attempt gpt-4o-mini", "chat gpt-4o-mini", "pipeline step"}
+    assert spans["chat gpt-4o-mini"][0] == spans["pipeline step"][1]  # the caller's span is the parent
+    assert spans["attempt gpt-4o-mini"][0] == spans["chat gpt-4o-mini"][1]
