@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from lmi.cost.totals import format_usd
 from tests.cli.conftest import RunLmi, assert_one_line_error, base_env
 from tests.cost.test_ledger_schema import old_ledger
 from tests.report.sample import MODELS, sample_calls
@@ -31,13 +32,13 @@ def test_tables_show_spend_tokens_latency_and_errors(run_lmi: RunLmi, sample_led
     for heading in ("Spend per day", "Per model", "Latency per model", "Errors (failed attempts)"):
         assert heading in out
     total = sum(c.cost for c in calls)
-    assert f"Total: ${total:,.6f} over {sum(1 for c in calls if not c.error)} calls" in out
+    assert f"Total: {format_usd(total)} over {sum(1 for c in calls if not c.error)} calls" in out
     lines = out.splitlines()
     for model in MODELS:
         mine = [c for c in calls if c.model == model and not c.error]
         (row,) = [line for line in lines[lines.index("Per model") :] if line.startswith(model)][:1]
         assert f"{sum(c.usage.prompt_tokens for c in mine):,}" in row
-        assert f"${sum(c.cost for c in mine):,.6f}" in row
+        assert f"{format_usd(sum(c.cost for c in mine))}" in row
     assert any(line.split()[-2:] == ["Timeout", "3"] for line in lines)
 
 

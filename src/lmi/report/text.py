@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from lmi._table import render_table
+from lmi.cost.totals import format_usd
 from lmi.report import PERCENTILES, Report
 
 
 def usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:,.6f}"
+    """Dollars as lmi writes them everywhere; ``-`` where the amount is unknown."""
+    return "-" if value is None else format_usd(value)
 
 
 def seconds(value: float | None) -> str:
