@@ -34,7 +34,7 @@ from lmi import LiteLLMModel, ModelCallError, enable_cost_ledger, enable_cost_tr
 from lmi.cost import ledger, tracker
 from tests.embeddings.helpers import replayed_model
 from tests.llms.helpers import anthropic_model, openai_model, recorded
-from tests.replay import Fault, ReplayServer
+from tests.replay import Fault, ReplayServer, load_recording
 
 PRICES = litellm.model_cost
 PLAIN = "openai-chat-0b8092"  # "Please tell me a story", max_tokens=3
@@ -447,3 +447,80 @@ def test_the_global_provider_set_after_import_is_used_and_parents_our_span(repla
     assert set(spans) == {"attempt gpt-4o-mini", "chat gpt-4o-mini", "pipeline step"}
     assert spans["chat gpt-4o-mini"][0] == spans["pipeline step"][1]  # the caller's span is the parent
     assert spans["attempt gpt-4o-mini"][0] == spans["chat gpt-4o-mini"][1]
+
+
+async def test_budget_waits_are_child_spans(replay: ReplayServer, otel: Telemetry) -> None:
+    import asyncio
+
+    from lmi import cost_tracking_ctx
+    from lmi.cost.estimate import worst_case_chat_usd
+
+    body = recorded(PLAIN)["body"]
+    request = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 3,
+        "messages": [{"role": "user", "content": "Please tell me a story"}],
+    }
+    worst, real = worst_case_chat_usd("gpt-4o-mini", request), _openai_cost(body)
+    budget = (real + 3 * worst) / 2  # one call's worst case fits, two do not; one settled plus one does
+    replay.inject(PLAIN, Fault(delay=0.5, replay=True, times=1))  # the first call holds its reservation
+    llm = openai_model(replay, PLAIN, max_tokens=3)
+    with cost_tracking_ctx(budget_usd=budget):
+        await asyncio.gather(
+            llm.call_single("Please tell me a story"), llm.call_single("Please tell me a story")
+        )
+
+    spans = otel.finished()
+    waits = []
+    for chat in otel.finished("chat "):
+        (attempt,) = _children(chat, spans)
+        (wait,) = _children(attempt, spans)
+        assert wait.name == "lmi.wait budget"
+        assert wait.attributes["lmi.model"] == "gpt-4o-mini"
+        waits.append((wait.end_time - wait.start_time) / 1e9)
+    assert min(waits) < 0.3
+    assert max(waits) >= 0.3  # the second call waited for the first to settle
+
+
+async def test_a_batch_job_is_one_span_over_its_items(tmp_path: Any, otel: Telemetry) -> None:
+    from tests.batch.conftest import OPENAI_RECORDINGS, price_map_entry
+    from tests.batch.servers import BatchServer
+
+    server = BatchServer(OPENAI_RECORDINGS).start()
+    try:
+        name = "gpt-4o-mini-2024-07-18"
+        params = {"model": name, "api_base": server.openai_base}
+        config = {"model_list": [{"model_name": name, "litellm_params": params}], "batch_poll_interval": 0.01}
+        results = await LiteLLMModel(name=name, config=config).call_batch(
+            ["Say hello", "What does 42 mean?"], batch_dir=str(tmp_path / "batches")
+        )
+    finally:
+        server.stop()
+
+    span = otel.one("batch ")
+    attributes = dict(span.attributes or {})
+    assert span.name == f"batch {name}"
+    assert attributes["gen_ai.operation.name"] == "batch"
+    assert attributes["gen_ai.provider.name"] == "openai"
+    assert (
+        attributes["lmi.batch.items"],
+        attributes["lmi.batch.succeeded"],
+        attributes["lmi.batch.failed"],
+    ) == (
+        2,
+        2,
+        0,
+    )
+    bodies = [
+        json.loads(load_recording(r)[0]["response"]) for r in ("openai-chat-ea3a00", "openai-chat-887c4f")
+    ]
+    assert attributes["gen_ai.usage.input_tokens"] == sum(b["usage"]["prompt_tokens"] for b in bodies)
+    assert attributes["gen_ai.usage.output_tokens"] == sum(b["usage"]["completion_tokens"] for b in bodies)
+    entry = price_map_entry(name)
+    expected = sum(
+        b["usage"]["prompt_tokens"] * entry["input_cost_per_token_batches"]
+        + b["usage"]["completion_tokens"] * entry["output_cost_per_token_batches"]
+        for b in bodies
+    )
+    assert attributes["lmi.cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert len(results) == 2

@@ -411,14 +411,18 @@ def _message_json(message: Any) -> dict[str, Any]:
     return {"role": getattr(message, "role", "user"), "parts": [{"type": "text", "content": content or ""}]}
 
 
-def embeddings_operation(
-    model: str, custom_provider: str | None = None
+def traced_operation(
+    kind: str, model: str, provider: str | None = None
 ) -> contextlib.AbstractContextManager[Operation | None]:
-    """``with embeddings_operation(model) as op:`` around one embeddings request; ``op`` is None when off."""
+    """``with traced_operation("embeddings", model) as op:`` around one operation; ``op`` is None when off.
+
+    ``provider`` is litellm's provider name when known (else found from ``model``). The caller ends the
+    operation with ``op.finish(...)``.
+    """
     instruments = active()
     if instruments is None:
         return contextlib.nullcontext()
-    return operation(instruments, "embeddings", model, provider_name(model, custom_provider))
+    return operation(instruments, kind, model, provider_name(model, provider))
 
 
 def traced_attempts(attempt: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lmi import telemetry
 from lmi.batch.providers import PROVIDERS, BatchProvider
 from lmi.batch.runner import (
     BatchRunner,
@@ -89,12 +90,16 @@ async def call_batch(
     """Answer every prompt through the provider's batch API; results (or exceptions) in input order."""
     options = _options(model, kwargs)
     store, job, target, sent = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
-    async with _provider(target) as provider:
-        runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
-        items = await runner.run()
-        outcomes, new_cost = results(store, job, model.settings.chain[0].name, items, sent, output_type)
-        await runner.settle_budgets(new_cost)
-    return outcomes
+
+    async def run() -> list[BatchOutcome]:
+        async with _provider(target) as provider:
+            runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
+            items = await runner.run()
+            outcomes, new_cost = results(store, job, model.settings.chain[0].name, items, sent, output_type)
+            await runner.settle_budgets(new_cost)
+        return outcomes
+
+    return await _traced(job, target, run)
 
 
 def _budgets(model: LiteLLMModel) -> tuple[Any, ...]:
@@ -104,6 +109,36 @@ def _budgets(model: LiteLLMModel) -> tuple[Any, ...]:
     budgets = active_budgets()
     own = model.settings.budget
     return budgets if own is None else (*budgets, own)
+
+
+async def _traced(
+    job: Job, target: Target, run: Callable[[], Awaitable[list[BatchOutcome]]]
+) -> list[BatchOutcome]:
+    """Run a whole job inside a ``batch {model}`` span (with its metrics) when telemetry is recorded."""
+    with telemetry.traced_operation("batch", job.model, target.provider) as operation:
+        if operation is None:
+            return await run()
+        operation.set({"lmi.batch.job_id": job.job_id, "lmi.batch.items": job.n_items})
+        try:
+            outcomes = await run()
+        except BaseException as exc:
+            operation.finish(error=exc)
+            raise
+        answered = [outcome for outcome in outcomes if isinstance(outcome, LLMResult)]
+        inputs = sum(result.prompt_count for result in answered)
+        outputs = sum(result.completion_count for result in answered)
+        cost = sum(result.cost for result in answered)
+        operation.set(
+            {
+                "gen_ai.usage.input_tokens": inputs,
+                "gen_ai.usage.output_tokens": outputs,
+                "lmi.cost_usd": cost,
+                "lmi.batch.succeeded": len(answered),
+                "lmi.batch.failed": len(outcomes) - len(answered),
+            }
+        )
+        operation.finish(input_tokens=inputs, output_tokens=outputs, cost=cost)
+        return outcomes
 
 
 def _prepare(
@@ -224,12 +259,16 @@ async def collect_batch(job_id: str, *, batch_dir: str | None = None, **options:
     store = BatchStore(batch_dir)
     job = _find(store, job_id)
     target = _target_of(job)
-    async with _provider(target) as provider:
-        runner = BatchRunner(store, job, provider, budgets=active_budgets(), **options)
-        items = await runner.run()
-        outcomes, new_cost = results(store, job, job.model, items)
-        await runner.settle_budgets(new_cost)
-    return outcomes
+
+    async def run() -> list[BatchOutcome]:
+        async with _provider(target) as provider:
+            runner = BatchRunner(store, job, provider, budgets=active_budgets(), **options)
+            items = await runner.run()
+            outcomes, new_cost = results(store, job, job.model, items)
+            await runner.settle_budgets(new_cost)
+        return outcomes
+
+    return await _traced(job, target, run)
 
 
 async def cancel_batch(job_id: str, *, batch_dir: str | None = None) -> list[str]:

@@ -180,7 +180,9 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
 
     async def _embed_batch(self, texts: list[str], rate_limit: Any, weight: int) -> list[list[float]]:
         kwargs = self._request_kwargs()
-        with telemetry.embeddings_operation(self.name, kwargs.get("custom_llm_provider")) as operation:
+        with telemetry.traced_operation(
+            "embeddings", self.name, kwargs.get("custom_llm_provider")
+        ) as operation:
             try:
                 vectors, usage, cost = await self._embed_request(texts, rate_limit, weight, kwargs)
             except BaseException as exc:
