@@ -45,3 +45,9 @@ def price_map_entry(model: str) -> dict[str, object]:
     path = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
     entry: dict[str, object] = json.loads(path.read_text())[model]
     return entry
+
+
+@pytest.fixture(autouse=True)
+def _fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches here finish in a few polls: keep the backoff short so a loaded machine never waits long."""
+    monkeypatch.setenv("LMI_BATCH_MAX_POLL_INTERVAL", "0.05")

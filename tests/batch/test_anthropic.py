@@ -90,12 +90,14 @@ async def test_item_error_and_order(batch_server: BatchServer, batch_dir: Path) 
 async def test_cancel_makes_unfinished_items_cancelled(batch_server: BatchServer, batch_dir: Path) -> None:
     batch_server.hold.set()
     llm = model(batch_server)
-    task = asyncio.create_task(llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir)))
+    task = asyncio.create_task(
+        llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir), max_poll_interval=0.05)
+    )
     while not batch_server.created():  # noqa: ASYNC110  (the server runs in another thread)
         await asyncio.sleep(0.01)
     job_id = next(iter(batch_server.batches))  # a provider batch id is accepted as well as the job id
     assert await cancel_batch(job_id, batch_dir=str(batch_dir)) == [job_id]
-    results = await asyncio.wait_for(task, 10)
+    results = await asyncio.wait_for(task, 60)
     assert all(isinstance(r, BatchItemError) and r.kind == "cancelled" for r in results)
 
 
