@@ -83,6 +83,8 @@ def _closeness(sent: Any, recorded: Any) -> float:
         score += 10
     if _texts(sent.get("system")) == _texts(recorded.get("system")):
         score += 2
+    if bool(sent.get("stream")) == bool(recorded.get("stream")):
+        score += 5  # a streamed request wants the recorded stream, a plain one the JSON answer
     return score
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_serializer
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,61 @@ class _RandomIds:
 _random_id = _RandomIds()
 
 
+class Deferred:
+    """A field value built on its first read.
+
+    ``LLMResult.messages`` and ``.prompt`` hold aviary Messages, and importing aviary imports litellm
+    (seconds, ~200 MB). A call whose caller only reads the text should pay neither, so these fields may
+    hold a ``Deferred`` that builds the messages when the field is first read, dumped, compared, copied
+    or pickled; it is then replaced by the value.
+    """
+
+    __slots__ = ("_build", "_preview", "_value")
+
+    def __init__(self, build: Callable[[], Any], preview: Any = None) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._preview = preview  # what repr shows until the value is built (repr must not build it)
+        self._value: Any = None
+
+    def get(self) -> Any:
+        if self._build is not None:
+            self._value, self._build = self._build(), None
+        return self._value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _identity, (self.get(),)
+
+    def __repr__(self) -> str:
+        return repr(self._value) if self._build is None else f"<deferred {self._preview!r}>"
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+class _Resolving:
+    """A data descriptor over a pydantic field: reading it resolves a :class:`Deferred` in place."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = obj.__dict__.get(self.name)
+        if type(value) is Deferred:
+            value = obj.__dict__[self.name] = value.get()
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+
+_DEFERRABLE = ("messages", "prompt")
+
+
 class LLMResult(BaseModel):
     """One completion: its text and messages, what it cost and how long it took.
 
@@ -126,6 +182,34 @@ class LLMResult(BaseModel):
     def __str__(self) -> str:
         return self.text or ""
 
+    @field_serializer(*_DEFERRABLE, mode="wrap")
+    def _resolve_deferred(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
+        return handler(value.get() if type(value) is Deferred else value)
+
+    def _resolve(self) -> None:
+        for name in _DEFERRABLE:
+            getattr(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        self._resolve()
+        if isinstance(other, LLMResult):
+            other._resolve()
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # as pydantic models: mutable, compared by value
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._resolve()
+        return super().__getstate__()
+
+    def __copy__(self) -> LLMResult:
+        self._resolve()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> LLMResult:
+        self._resolve()
+        return super().__deepcopy__(memo)
+
     @property
     def usage(self) -> TokenUsage:
         return TokenUsage(
@@ -138,4 +222,7 @@ class LLMResult(BaseModel):
         )
 
 
-__all__ = ["LLMResult", "TokenUsage"]
+for _name in _DEFERRABLE:  # after pydantic built the class: reads of these fields resolve a Deferred
+    type.__setattr__(LLMResult, _name, _Resolving(_name))
+
+__all__ = ["Deferred", "LLMResult", "TokenUsage"]

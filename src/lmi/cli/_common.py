@@ -35,8 +35,18 @@ def check_credentials(model: str, api_base: str | None, what: str = "model") -> 
     """Fail fast on a model litellm cannot place or whose provider key is missing.
 
     Returns the API key to send when the caller must supply one (a placeholder for a server given
-    with ``api_base`` when the environment holds no key), else None.
+    with ``api_base`` when the environment holds no key), else None. Models sent natively (OpenAI,
+    Anthropic) are checked without importing litellm, which takes seconds.
     """
+    native = _native_key_variable(model)
+    if native is not None:
+        if os.environ.get(native):
+            return None
+        if api_base is not None:
+            return PLACEHOLDER_API_KEY
+        provider = native.split("_", 1)[0].lower()
+        raise CLIError(f"no API key for {model} (provider {provider}): set {native} in the environment")
+
     from lmi._lazy import litellm
 
     module: Any = litellm()
@@ -65,6 +75,14 @@ def check_credentials(model: str, api_base: str | None, what: str = "model") -> 
         f"no credentials for {model} (provider {provider}): litellm finds none of"
         f" {', '.join(missing)} in the environment; set what your provider needs"
     )
+
+
+def _native_key_variable(model: str) -> str | None:
+    """The key variable of a model the native transport sends (None: ask litellm)."""
+    from lmi.llms.transports import wire_format
+
+    wire = wire_format({"model": model})
+    return {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(wire or "")
 
 
 def _is_credential(variable: str) -> bool:

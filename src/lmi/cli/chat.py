@@ -126,11 +126,10 @@ def run(args: argparse.Namespace) -> int:
 
     model = args.model or DEFAULT_MODEL
     api_key = check_credentials(model, args.api_base)
-    from aviary.core import Message
-
     llm = LiteLLMModel(config=model_config(args, model, api_key))
-    messages = [Message(role="system", content=args.system)] if args.system else []
-    messages.append(Message(role="user", content=prompt))
+    # Plain dicts: a native model then answers without importing aviary or litellm at all.
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": prompt})
     callbacks = None if args.no_stream else [write_stdout]
 
     started = time.perf_counter()

@@ -41,6 +41,8 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     ``config`` keys, all optional:
 
     - ``kwargs``: passed to ``litellm.aembedding`` (``api_key``, ``api_base``, ``timeout``, ``num_retries``…);
+    - ``transport``: ``"auto"`` (default: OpenAI embeddings sent natively, see :mod:`lmi.llms.transports`),
+      ``"native"`` or ``"litellm"``; ``max_connections``: the native pool per event loop;
     - ``rate_limit``: tokens per period for this model (``"1000000/minute"``), charged per batch to
       ``GLOBAL_LIMITER`` under ``("client", name)`` before the batch is sent;
     - ``batch_size``: same as the argument, used when the argument is not given;
@@ -68,6 +70,10 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         "batch_size": integer(1),
         "concurrency": integer(1),
         "progress": optional(flag),
+        "transport": lambda value: (
+            None if value in ("auto", "native", "litellm") else "'auto', 'native' or 'litellm'"
+        ),
+        "max_connections": integer(1),
     }
 
     _send_dimensions: bool = PrivateAttr(default=False)
@@ -75,6 +81,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     _prompt_tokens: int = PrivateAttr(default=0)
     _cost: float = PrivateAttr(default=0.0)
     _request: dict[str, Any] | None = PrivateAttr(default=None)
+    _native: tuple[Any, Any] | None = PrivateAttr(default=None)  # (NativeTransport, Deployment) if native
 
     @model_validator(mode="before")
     @classmethod
@@ -203,7 +210,6 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     async def _embed_request(
         self, texts: list[str], rate_limit: Any, weight: int, kwargs: dict[str, Any]
     ) -> tuple[list[list[float]], TokenUsage, float]:
-        from lmi._lazy import litellm
         from lmi.cost import active_budgets, reserve_all, settle_budgets
         from lmi.cost.estimate import worst_case_embedding_usd
 
@@ -219,17 +225,29 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
                 holds = await reserve_all(
                     budgets, worst_case_embedding_usd(self.name, texts), "An embedding batch"
                 )
+        prompt_tokens: int | None
         try:
-            response = await litellm().aembedding(model=self.name, input=texts, **kwargs)
+            if self._native is not None:
+                transport, deployment = self._native
+                raw, prompt_tokens = await transport.embed(
+                    deployment, {"model": self.name, "input": texts, **kwargs}
+                )
+                data: list[Any] = raw
+            else:
+                from lmi._lazy import litellm
+
+                response = await litellm().aembedding(model=self.name, input=texts, **kwargs)
+                data = _in_input_order(response.data)
+                prompt_tokens = getattr(response.usage, "prompt_tokens", None)
         except BaseException:
             if holds is not None:
                 await holds.release()
             raise
         # Billed: recorded before anything about the answer can fail.
-        usage, cost = self._record_cost(texts, getattr(response.usage, "prompt_tokens", None))
+        usage, cost = self._record_cost(texts, prompt_tokens)
         if holds is not None:
             await settle_budgets(holds, cost, self.name)
-        vectors = [decode_vector(embedding) for embedding in _in_input_order(response.data)]
+        vectors = [decode_vector(embedding) for embedding in data]
         if len(vectors) != len(texts):
             raise ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts")
         size = len(vectors[0])
@@ -245,10 +263,14 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             kwargs = dict(self.config.get("kwargs") or {})
             if self._send_dimensions:
                 kwargs["dimensions"] = self.ndim
-            if "encoding_format" not in kwargs and _speaks_openai(self.name, kwargs):
+            self._native = _native_route(self.name, kwargs, self.config)
+            if "encoding_format" not in kwargs and (
+                self._native is not None or _speaks_openai(self.name, kwargs)
+            ):
                 # Float lists cost the client ~3 ms of parsing per 1536-float vector; base64 almost nothing.
                 kwargs["encoding_format"] = "base64"
-                _quiet_base64_dump_warning()
+                if self._native is None:
+                    _quiet_base64_dump_warning()
             self._request = kwargs
         return self._request
 
@@ -277,6 +299,36 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         for index, vector in zip(sent_at, vectors, strict=True):
             result[index] = vector
         return result
+
+
+def _native_route(name: str, kwargs: dict[str, Any], config: dict[str, Any]) -> tuple[Any, Any] | None:
+    """The native transport for OpenAI embeddings (``config["transport"]`` as for chat), else None."""
+    from types import MappingProxyType
+
+    from lmi.llms.config import DEFAULT_MAX_CONNECTIONS, Deployment
+    from lmi.llms.transports import Unsupported
+    from lmi.llms.transports import openai as codec
+    from lmi.llms.transports.native import NativeTransport
+
+    transport = config.get("transport", "auto")
+    if transport not in ("auto", "native", "litellm"):
+        raise ConfigurationError(
+            f"config['transport'] must be 'auto', 'native' or 'litellm', got {transport!r}"
+        )
+    if transport == "litellm":
+        return None
+    if not codec.speaks_embeddings(name, kwargs):
+        if transport == "native":
+            raise ConfigurationError(f"{name}: transport='native' sends OpenAI embeddings only")
+        return None
+    try:
+        codec.embedding_request({"model": name, "input": [], **kwargs})
+    except Unsupported as exc:
+        if transport == "native":
+            raise ConfigurationError(f"{name}: transport='native' cannot send {exc}") from None
+        return None
+    native = NativeTransport(codec, int(config.get("max_connections", DEFAULT_MAX_CONNECTIONS)))
+    return native, Deployment(name, MappingProxyType({"model": name}), transport)
 
 
 def _speaks_openai(name: str, kwargs: dict[str, Any]) -> bool:

@@ -13,14 +13,14 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from lmi import telemetry
 from lmi._lazy import aviary_core
 from lmi.exceptions import JSONSchemaValidationError
-from lmi.types import LLMResult
+from lmi.types import Deferred, LLMResult
 
 if TYPE_CHECKING:
     from aviary.core import Message, Tool
@@ -35,14 +35,37 @@ OutputType: TypeAlias = type[BaseModel] | Mapping[str, Any]
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-def normalize_messages(messages: str | Iterable[Any]) -> list[Message]:
-    """A plain string is one user message; dicts become aviary Messages; nothing empty is sent."""
-    Message = aviary_core().Message
+_PLAIN_ROLES = frozenset({"user", "system", "assistant"})
 
+
+def _is_plain(message: Mapping[str, Any]) -> bool:
+    """A dict that is exactly a role and a text: sent as it is, an aviary Message only when read."""
+    return (
+        type(message) is dict
+        and message.keys() <= {"role", "content"}
+        and message.get("role", "user") in _PLAIN_ROLES
+        and type(message.get("content")) is str
+    )
+
+
+def normalize_messages(messages: str | Iterable[Any], plain: bool = False) -> list[Message]:
+    """A plain string is one user message; dicts become aviary Messages; nothing empty is sent.
+
+    With ``plain``, a string and dicts holding only a role and a text stay plain dicts
+    (``{"role", "content"}``): they are what the provider receives, and aviary (which imports litellm)
+    is not needed to send them. ``LLMResult.prompt`` turns them into aviary Messages when it is read.
+    """
     if isinstance(messages, str):
         if not messages:
             raise ValueError("Cannot call an LLM with an empty prompt.")
-        return [Message(content=messages)]
+        if plain:
+            return [{"role": "user", "content": messages}]  # type: ignore[list-item]
+        return [aviary_core().Message(content=messages)]
+    if plain and isinstance(messages, list) and all(_is_plain(m) for m in messages):
+        if not messages:
+            raise ValueError("Cannot call an LLM with an empty list of messages.")
+        return [{"role": "user", **m} for m in messages]  # type: ignore[misc]
+    Message = aviary_core().Message
     if isinstance(messages, Message):
         return [messages]
     normalized = []
@@ -86,13 +109,15 @@ def output_type_request(
     A pydantic model uses JSON mode with its schema given to the model in a system message; a JSON-schema
     dict uses the provider's strict structured output.
     """
-    Message = aviary_core().Message
-
     if isinstance(output_type, type) and issubclass(output_type, BaseModel):
         if output_type is BaseModel:
             raise TypeError("output_type must be a subclass of pydantic's BaseModel, not BaseModel itself")
         schema = json.dumps(output_type.model_json_schema())
-        instruction = Message(role="system", content=f"Respond following this JSON schema:\n\n{schema}")
+        content = f"Respond following this JSON schema:\n\n{schema}"
+        if messages and type(messages[0]) is dict:  # plain messages stay plain
+            instruction: Any = {"role": "system", "content": content}
+        else:
+            instruction = aviary_core().Message(role="system", content=content)
         return [instruction, *messages], {"response_format": {"type": "json_object"}}
     if isinstance(output_type, Mapping):
         check_json_schema(output_type)
@@ -108,7 +133,8 @@ def output_type_request(
 
 def validate_output(result: LLMResult, output_type: OutputType) -> None:
     """Raise :class:`JSONSchemaValidationError` (carrying the raw text) unless the text matches."""
-    if result.messages and getattr(result.messages[0], "tool_calls", None):
+    messages = result.__dict__.get("messages")  # not result.messages: that would build aviary messages
+    if type(messages) is not Deferred and messages and getattr(messages[0], "tool_calls", None):
         return  # a tool call is the answer; there is no text to validate
     text = strip_fences(result.text or "")
     if isinstance(output_type, type) and issubclass(output_type, BaseModel):
@@ -163,6 +189,9 @@ class LLMModel(ABC, BaseModel):
     """A chat model. Subclasses implement ``acompletion`` and ``acompletion_iter``; callers use ``call``."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    # Whether acompletion takes plain {"role", "content"} dicts besides aviary Messages (see
+    # normalize_messages); subclasses written against the documented API receive aviary Messages.
+    _takes_plain_messages: ClassVar[bool] = False
 
     name: str = "unknown"
     config: dict[str, Any] = Field(default_factory=dict)
@@ -179,7 +208,7 @@ class LLMModel(ABC, BaseModel):
 
     async def call(
         self,
-        messages: str | Iterable[Message],
+        messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None = None,
         output_type: OutputType | None = None,
         tools: list[Tool] | None = None,
@@ -210,14 +239,14 @@ class LLMModel(ABC, BaseModel):
 
     async def _call(
         self,
-        messages: str | Iterable[Message],
+        messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None,
         output_type: OutputType | None,
         tools: list[Tool] | None,
         tool_choice: Tool | str | None,
         kwargs: dict[str, Any],
     ) -> list[LLMResult]:
-        prompt = normalize_messages(messages)
+        prompt = normalize_messages(messages, plain=self._takes_plain_messages)
         if output_type is not None:
             prompt, request = output_type_request(output_type, prompt)
             kwargs = {**request, **kwargs}
@@ -239,7 +268,7 @@ class LLMModel(ABC, BaseModel):
 
     async def call_single(
         self,
-        messages: str | Iterable[Message],
+        messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None = None,
         output_type: OutputType | None = None,
         tools: list[Tool] | None = None,

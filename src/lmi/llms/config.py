@@ -40,6 +40,7 @@ IGNORED_ROUTER_KEYS = frozenset(
 ROUTER_KEYS = RETRY_KEYS | IGNORED_ROUTER_KEYS | {"timeout", "fallbacks"}
 # Options of call_batch (lmi.batch): where its state lives, how often it polls, how it splits.
 BATCH_KEYS = frozenset({"batch_dir", "batch_poll_interval", "batch_max_requests", "batch_max_bytes"})
+TRANSPORT_KEYS = frozenset({"transport", "max_connections"})
 TOP_LEVEL_KEYS = (
     frozenset(
         {
@@ -54,7 +55,10 @@ TOP_LEVEL_KEYS = (
         }
     )
     | BATCH_KEYS
+    | TRANSPORT_KEYS
 )
+TRANSPORTS = ("auto", "native", "litellm")
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Deployment:
 
     name: str
     params: Mapping[str, Any] = field(repr=False)  # may hold api_key: never in a repr
+    transport: str = "auto"  # "auto" | "native" | "litellm", as configured for this deployment
 
     @property
     def model(self) -> str:
@@ -95,6 +100,7 @@ class ModelSettings:
     rate_limit: Mapping[str, Any] = field(default_factory=dict)
     request_limit: Mapping[str, Any] = field(default_factory=dict)
     budget: Budget | None = None  # config["budget_usd"]: caps what this model's calls spend together
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # per event loop, for the native transport
     _chain: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,7 +129,19 @@ def _check_name(name: Any) -> None:
         raise ConfigurationError(f"The model name must be a non-empty string, got {name!r}")
 
 
-def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
+def _transport(value: Any, where: str) -> str:
+    if value not in TRANSPORTS:
+        raise ConfigurationError(f"{where}['transport'] must be one of {TRANSPORTS}, got {value!r}")
+    return str(value)
+
+
+def _max_connections(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError(f"'max_connections' must be a positive integer, got {value!r}")
+    return value
+
+
+def _parse_model_list(model_list: Any, default_transport: str) -> dict[str, Deployment]:
     if not isinstance(model_list, list) or not model_list:
         raise ConfigurationError(f"'model_list' must be a non-empty list of deployments, got {model_list!r}")
     deployments: dict[str, Deployment] = {}
@@ -139,6 +157,7 @@ def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
                 f"{where} ({name!r}) needs 'litellm_params', a dict holding at least the 'model' to call"
             )
         params = dict(_as_mapping(entry["litellm_params"], f"{where}['litellm_params']"))
+        transport = _transport(params.pop("transport", default_transport), f"{where}['litellm_params']")
         check_params(params, f"config['model_list'][{index}]['litellm_params']")
         params.setdefault("model", name)
         if not isinstance(params["model"], str) or not params["model"]:
@@ -146,7 +165,7 @@ def _parse_model_list(model_list: Any) -> dict[str, Deployment]:
         # Several deployments under one name: LiteLLM balances between them; lmi keeps the first and
         # tries the others as fallbacks, so none is lost.
         key = name if name not in deployments else f"{name}#{index}"
-        deployments[key] = Deployment(name=name, params=MappingProxyType(params))
+        deployments[key] = Deployment(name=name, params=MappingProxyType(params), transport=transport)
     return deployments
 
 
@@ -203,9 +222,10 @@ def _float(value: Any, key: str) -> float:
 def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings:
     """Resolve ``name`` and ``config`` into :class:`ModelSettings`; raise on anything unusable."""
     config = _as_mapping(config, "config")
+    transport = _transport(config.get("transport", "auto"), "config")
     if "model_list" in config:
         check_keys(config, TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"}, "config")
-        deployments = _parse_model_list(config["model_list"])
+        deployments = _parse_model_list(config["model_list"], transport)
         if name is None:
             name = config.get("name") or next(iter(deployments.values())).name
         _check_name(name)
@@ -224,7 +244,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
             if k not in TOP_LEVEL_KEYS and k not in RETRY_KEYS and k != "timeout"
         }
         params.setdefault("model", name)
-        deployments = {name: Deployment(name=name, params=MappingProxyType(params))}
+        deployments = {name: Deployment(name, MappingProxyType(params), transport)}
         extra_names = ()
 
     router = _as_mapping(config.get("router_kwargs", {}), "config['router_kwargs']")
@@ -233,7 +253,9 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
 
     fallbacks = extra_names + _parse_fallbacks(config.get("fallbacks", router.get("fallbacks")), name)
     for fallback in fallbacks:  # a fallback outside model_list is a plain litellm model name
-        deployments.setdefault(fallback, Deployment(fallback, MappingProxyType({"model": fallback})))
+        deployments.setdefault(
+            fallback, Deployment(fallback, MappingProxyType({"model": fallback}), transport)
+        )
 
     num_retries = options.get("num_retries", 3)
     if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
@@ -256,6 +278,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         rate_limit=_parse_limits(config.get("rate_limit"), "rate_limit", name),
         request_limit=_parse_limits(config.get("request_limit"), "request_limit", name),
         budget=_budget(config.get("budget_usd")),
+        max_connections=_max_connections(config.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
     )
 
 

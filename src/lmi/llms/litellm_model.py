@@ -7,30 +7,23 @@ fallbacks wrap that whole attempt, so each model tried is limited and billed und
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cache, partial
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import PrivateAttr, model_validator
 
 from lmi import telemetry
-from lmi._lazy import aviary_core, litellm
+from lmi._lazy import aviary_core
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
-from lmi.llms.results import (
-    Bill,
-    Completion,
-    StreamAssembler,
-    bill_completion,
-    build_results,
-    completion_from_response,
-)
+from lmi.llms.results import Bill, Completion, bill_completion, build_results
 from lmi.llms.retry import is_provider_error, with_retries_and_fallbacks
+from lmi.llms.transports import Route, Transport, route_for
 from lmi.types import LLMResult
 
 if TYPE_CHECKING:
@@ -45,7 +38,10 @@ def _message_dict(message: Message) -> dict[str, Any]:
 
     Every call serialises its whole conversation, so the common case (a plain text ``Message``) is built
     directly: it is the dict ``model_dump`` returns for such a message, at a fraction of the cost.
+    A plain dict (see :func:`~lmi.llms.base.normalize_messages`) is already that.
     """
+    if type(message) is dict:
+        return message
     if (
         type(message) is _plain_message_class()
         and not message.content_is_json_str
@@ -76,22 +72,6 @@ def _plain_message_class() -> type | None:
     return message_class
 
 
-def _provider_sent_usage(stream: Any) -> bool:
-    """Whether any chunk the provider streamed carried usage.
-
-    litellm ends every stream that asked for usage with a usage chunk, made from its own token count
-    when the provider sent none; the chunks it kept (``chunks``) tell the two apart.
-    """
-    chunks = getattr(stream, "chunks", None)
-    if not isinstance(chunks, list):
-        return True  # cannot tell: trust the usage litellm gave
-    return any(_get_usage(chunk) is not None for chunk in chunks)
-
-
-def _get_usage(chunk: Any) -> Any:
-    return chunk.get("usage") if isinstance(chunk, dict) else getattr(chunk, "usage", None)
-
-
 class TokenCharge(NamedTuple):
     """What a call charged the token limiter before it knew the bill."""
 
@@ -117,8 +97,11 @@ class LiteLLMModel(LLMModel):
     model names to limits for :mod:`lmi.rate_limiter`. The config is parsed once, here.
     """
 
+    _takes_plain_messages: ClassVar[bool] = True  # plain dicts skip aviary (and litellm) entirely
+
     name: str = DEFAULT_MODEL
     _settings: ModelSettings = PrivateAttr()
+    _routes: dict[int, Route] = PrivateAttr()  # by id() of each deployment in _settings
 
     @model_validator(mode="before")
     @classmethod
@@ -136,8 +119,12 @@ class LiteLLMModel(LLMModel):
 
     @model_validator(mode="after")
     def _parse_config(self) -> LiteLLMModel:
-        self._settings = parse_settings(self.name or None, self.config)
-        self.name = self._settings.primary  # an empty name means the default model: say which
+        self._settings = settings = parse_settings(self.name or None, self.config)
+        self.name = settings.primary  # an empty name means the default model: say which
+        self._routes = {
+            id(deployment): route_for(deployment, settings.max_connections)
+            for deployment in settings.deployments.values()
+        }
         return self
 
     @property
@@ -214,18 +201,29 @@ class LiteLLMModel(LLMModel):
         holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
         bill: Bill | None = None
         try:
+            if notify is not None:
+                request["stream"] = True
+                request.setdefault("stream_options", {"include_usage": True})  # usage is what we bill by
+            transport, prepared = self._routes[id(deployment)].pick(deployment, request)
+            charge, billed, started = NO_CHARGE, 0, 0.0
+            before_send: Callable[[], Awaitable[None]] | None = None
             if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
-                charge = await self._charge(settings, deployment, request)
-            else:  # no limit configured anywhere, the common case
-                charge = NO_CHARGE
-            billed = 0
+
+                async def before_send() -> None:
+                    # The transport's hook, awaited once the body is ready, right before it is written.
+                    nonlocal charge, started
+                    charge = await self._charge(settings, deployment, request)
+                    started = time.perf_counter()  # the limiter's wait is not the provider's time
+
             started = time.perf_counter()
             try:
                 if notify is None:
-                    response = await litellm().acompletion(**request)
-                    completion, first_token = completion_from_response(response), None
+                    completion = await transport.complete(deployment, prepared, before_send)
+                    first_token = None
                 else:
-                    completion, first_token = await self._stream(deployment, request, notify)
+                    completion, first_token = await self._stream(
+                        transport, deployment, prepared, notify, before_send
+                    )
                 finished = time.perf_counter()
                 bill = bill_completion(completion, deployment.model, messages)  # never raises
                 billed = bill.usage.total_tokens
@@ -274,35 +272,29 @@ class LiteLLMModel(LLMModel):
         with telemetry.waiting("budget", model=deployment.name):
             return await reserve_all(budgets, worst, f"A call to {deployment.name}")
 
+    @staticmethod
     async def _stream(
-        self, deployment: Deployment, request: dict[str, Any], notify: Callable[[str], Awaitable[None]]
+        transport: Transport,
+        deployment: Deployment,
+        prepared: Any,
+        notify: Callable[[str], Awaitable[None]],
+        before_send: Callable[[], Awaitable[None]] | None,
     ) -> tuple[Completion, float | None]:
-        request["stream"] = True
-        request.setdefault("stream_options", {"include_usage": True})  # usage is what we bill by
-        stream = await litellm().acompletion(**request)
-        assembler = StreamAssembler()
         first_token: float | None = None
+
+        async def on_text(delta: str) -> None:
+            nonlocal first_token
+            if first_token is None:
+                first_token = time.perf_counter()
+            await notify(delta)
+
         try:
-            async for chunk in stream:
-                delta = assembler.add(chunk)
-                if delta:
-                    if first_token is None:
-                        first_token = time.perf_counter()
-                    await notify(delta)
+            completion = await transport.stream(deployment, prepared, on_text, before_send)
         except Exception as exc:
             if first_token is not None and is_provider_error(exc):
                 # Text already reached the callbacks: retrying would repeat it, so stop here.
                 raise ModelCallError([(deployment.name, exc)]) from exc
             raise
-        finally:
-            # Release the connection however the stream ended: finished, failed or cancelled.
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):  # closing must never mask the stream's outcome
-                    await close()
-        completion = assembler.finish()
-        if not _provider_sent_usage(stream):
-            completion.usage = None  # litellm's own count, not the provider's bill: estimate and flag it
         return completion, first_token
 
     def _run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -17,7 +18,7 @@ from pydantic import BaseModel
 from lmi._lazy import aviary_core
 from lmi.cost import CallCost, has_price_override, model_prices, price_usage, split_cost
 from lmi.exceptions import MalformedResponseError
-from lmi.types import LLMResult, TokenUsage
+from lmi.types import Deferred, LLMResult, TokenUsage
 
 _PYDANTIC_GETATTR = getattr(BaseModel, "__getattr__", None)
 _PLAIN_FIELD_KEYS: dict[tuple[type, str], bool] = {}  # a few litellm classes times a few keys
@@ -278,6 +279,15 @@ def _assistant_message(choice: Choice) -> Any:
     return aviary.ToolRequestMessage(content=choice.text, tool_calls=calls)
 
 
+def _text_messages(text: str | None) -> list[Any]:
+    return [aviary_core().Message(role="assistant", content=text)]
+
+
+def _aviary_prompt(prompt: list[Any]) -> list[Any]:
+    message = aviary_core().Message
+    return [message(**m) if type(m) is dict else m for m in prompt]
+
+
 def _split(total: int, parts: int) -> list[int]:
     """``total`` in ``parts`` integer shares that add up exactly; the remainder goes to the first."""
     if parts == 1:
@@ -365,40 +375,52 @@ def build_results(
     cache_reads, cache_writes = _split(usage.cache_read_tokens, n), _split(usage.cache_creation_tokens, n)
     reasoning = _split(usage.reasoning_tokens, n)
     costs = split_cost(cost.usd, n)
+    if prompt and any(type(m) is dict for m in prompt):  # plain messages: aviary ones when first read
+        deferred_prompt: Any = Deferred(partial(_aviary_prompt, prompt), prompt)
+    else:
+        deferred_prompt = None
     date = datetime.now(UTC)
     to_last = finished - started
     to_first = (first_token - started) if first_token is not None else 0.0
     results = []
     failures: list[ValueError] = []
     for index, choice in enumerate(completion.choices):
-        try:
-            messages: list[Any] | None = [_assistant_message(choice)]
-        except ValueError as exc:
-            failures.append(exc)
-            messages = None
-        results.append(
-            LLMResult(
-                model=name,
-                text=choice.text or "",
-                messages=messages,
-                prompt=prompt,
-                prompt_count=prompts[index],
-                completion_count=completions[index],
-                cache_read_tokens=cache_reads[index],
-                cache_creation_tokens=cache_writes[index],
-                reasoning_tokens=reasoning[index],
-                usage_estimated=usage.estimated,
-                reasoning_content=choice.reasoning_content,
-                finish_reason=choice.finish_reason,
-                cost=costs[index],
-                priced=cost.priced,
-                seconds_to_first_token=to_first,
-                seconds_to_last_token=to_last,
-                date=date,
-                logprob=choice.logprob,
-                provider_response_id=completion.response_id,
-            )
+        # Tool calls are built (and their arguments checked) now; a text answer's aviary message is built
+        # when first read, so a caller reading only the text never imports aviary.
+        messages: list[Any] | None = None
+        if choice.tool_calls:
+            try:
+                messages = [_assistant_message(choice)]
+            except ValueError as exc:
+                failures.append(exc)
+        result = LLMResult(
+            model=name,
+            text=choice.text or "",
+            messages=messages,
+            prompt=prompt if deferred_prompt is None else None,
+            prompt_count=prompts[index],
+            completion_count=completions[index],
+            cache_read_tokens=cache_reads[index],
+            cache_creation_tokens=cache_writes[index],
+            reasoning_tokens=reasoning[index],
+            usage_estimated=usage.estimated,
+            reasoning_content=choice.reasoning_content,
+            finish_reason=choice.finish_reason,
+            cost=costs[index],
+            priced=cost.priced,
+            seconds_to_first_token=to_first,
+            seconds_to_last_token=to_last,
+            date=date,
+            logprob=choice.logprob,
+            provider_response_id=completion.response_id,
         )
+        if not choice.tool_calls:
+            preview = [{"role": "assistant", "content": choice.text}]
+            result.__dict__["messages"] = Deferred(partial(_text_messages, choice.text), preview)
+        if deferred_prompt is not None:
+            result.__dict__["prompt"] = deferred_prompt
+        result.__pydantic_fields_set__.update(("messages", "prompt"))
+        results.append(result)
     if failures:
         raise MalformedResponseError(f"{name}: {failures[0]}", results=results) from failures[0]
     return results, usage, cost.usd

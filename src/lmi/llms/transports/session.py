@@ -1,0 +1,96 @@
+"""One pooled aiohttp session per event loop, closed with the loop.
+
+Sessions are keyed by loop (and pool size), so concurrent calls share keep-alive connections and a
+process running several loops never hands a session to the wrong one. A session is closed when its loop
+shuts down: each loop gets a small async generator, parked at its first ``yield``, whose ``finally``
+closes the loop's sessions. ``asyncio.run`` (and ``asyncio.Runner``, and pytest-asyncio) finalise every
+live async generator before closing the loop, so the sessions close there without any patching of
+asyncio and without "Unclosed client session" warnings. A loop driven by hand should run
+``loop.run_until_complete(loop.shutdown_asyncgens())`` before ``loop.close()``, as asyncio asks of every
+such loop; ``close_sessions()`` closes them explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# Providers answer slowly; a connection idle this long is still worth reusing.
+_KEEPALIVE_SECONDS = 30.0
+
+
+class _LoopSessions:
+    """The sessions of one loop, by pool size, and the generator that closes them with the loop."""
+
+    __slots__ = ("closer", "sessions")
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, aiohttp.ClientSession] = {}
+        self.closer: AsyncGenerator[None, None] | None = None
+
+
+_LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSessions] = weakref.WeakKeyDictionary()
+
+
+async def _close_with_loop(holder: _LoopSessions) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        sessions = list(holder.sessions.values())
+        holder.sessions.clear()
+        for session in sessions:
+            with contextlib.suppress(Exception):  # closing must not mask the loop's own shutdown
+                await session.close()
+
+
+def _new_session(max_connections: int) -> aiohttp.ClientSession:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        limit_per_host=0,  # one provider host usually takes every connection
+        keepalive_timeout=_KEEPALIVE_SECONDS,
+        ttl_dns_cache=300,
+    )
+    # trust_env: HTTP(S)_PROXY, NO_PROXY and netrc as every other HTTP client honours them. TLS is
+    # verified (aiohttp's default); timeouts are set per request.
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=True,
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent",),
+        raise_for_status=False,
+    )
+
+
+async def session_for(max_connections: int) -> aiohttp.ClientSession:
+    """The running loop's session with a pool of ``max_connections``, created on first use."""
+    loop = asyncio.get_running_loop()
+    holder = _LOOPS.get(loop)
+    if holder is not None:
+        session = holder.sessions.get(max_connections)
+        if session is not None and not session.closed:
+            return session
+    else:
+        holder = _LOOPS[loop] = _LoopSessions()
+    if holder.closer is None:
+        holder.closer = _close_with_loop(holder)
+        await holder.closer.__anext__()  # parked at its yield: the loop now finalises it at shutdown
+    session = holder.sessions[max_connections] = _new_session(max_connections)
+    return session
+
+
+async def close_sessions() -> None:
+    """Close the running loop's sessions now (they are recreated on the next native call)."""
+    holder = _LOOPS.get(asyncio.get_running_loop())
+    if holder is not None:
+        sessions = list(holder.sessions.values())
+        holder.sessions.clear()
+        for session in sessions:
+            await session.close()
