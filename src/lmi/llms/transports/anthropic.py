@@ -248,17 +248,28 @@ def _reasoning_tokens(usage: dict[str, Any], reasoning: str | None, completion_t
 
 
 def _usage(usage: dict[str, Any] | None, reasoning: str | None) -> TokenUsage | None:
+    """Anthropic's usage in lmi's convention (None when it reports nothing, as for litellm's)."""
     if not usage:
         return None
     cache_read = usage.get("cache_read_input_tokens") or 0
     cache_creation = usage.get("cache_creation_input_tokens") or 0
+    prompt = (usage.get("input_tokens") or 0) + cache_read + cache_creation
     output = usage.get("output_tokens") or 0
+    if not prompt and not output:
+        return None
+    written = usage.get("cache_creation")
+    searches = usage.get("server_tool_use")
     return TokenUsage(
-        prompt_tokens=(usage.get("input_tokens") or 0) + cache_read + cache_creation,
+        prompt_tokens=prompt,
         completion_tokens=output,
         cache_read_tokens=cache_read,
         cache_creation_tokens=cache_creation,
         reasoning_tokens=_reasoning_tokens(usage, reasoning, output),
+        cache_creation_1h_tokens=(written.get("ephemeral_1h_input_tokens") or 0)
+        if isinstance(written, dict)
+        else 0,
+        web_search_requests=(searches.get("web_search_requests") or 0) if isinstance(searches, dict) else 0,
+        service_tier=usage.get("service_tier"),
     )
 
 

@@ -111,7 +111,7 @@ def completion(body: Any) -> Completion:
         )
     return Completion(
         choices=choices,
-        usage=usage_from_litellm(body.get("usage")),
+        usage=usage_from_litellm(body.get("usage"), body.get("service_tier")),
         response_model=body.get("model"),
         response_id=body.get("id"),
     )
