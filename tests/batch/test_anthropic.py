@@ -73,7 +73,7 @@ async def test_request_params_in_the_messages_format(batch_server: BatchServer, 
     assert params["model"] == HAIKU
     assert params["max_tokens"] == 100
     assert params["temperature"] == 0.2
-    assert params["system"] == "Be brief."
+    assert params["system"] == [{"type": "text", "text": "Be brief."}]
     assert params["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Say hello"}]}]
 
 
