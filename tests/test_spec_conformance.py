@@ -342,12 +342,12 @@ async def test_output_type_json_schema_dict_uses_strict_json_schema(replay: Repl
     assert response_format["json_schema"]["strict"] is True
 
 
+@pytest.mark.parametrize("bad", ['{"name": "Claude"}', "Sorry, I cannot answer that."])
 @pytest.mark.parametrize("output_type", ["model", "schema"])
 async def test_output_type_mismatch_raises_json_schema_validation_error(
-    replay: ReplayServer, output_type: str
+    replay: ReplayServer, output_type: str, bad: str
 ) -> None:
     recording = JSON_OBJECT if output_type == "model" else JSON_SCHEMA
-    bad = '{"name": "Claude"}'  # age missing
     name = with_content(replay, recording, [bad, bad])
     llm = openai_llm(replay, name, model="gpt-4o", temperature=1.0)
     kind: Any = NameAge if output_type == "model" else NameAge.model_json_schema()
@@ -356,10 +356,13 @@ async def test_output_type_mismatch_raises_json_schema_validation_error(
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize("fence", ["```json\n", "```\n"])
 @pytest.mark.parametrize("output_type", ["model", "schema"])
-async def test_output_type_tolerates_markdown_fences(replay: ReplayServer, output_type: str) -> None:
+async def test_output_type_tolerates_markdown_fences(
+    replay: ReplayServer, output_type: str, fence: str
+) -> None:
     recording = JSON_OBJECT if output_type == "model" else JSON_SCHEMA
-    fenced = '```json\n{"name": "Claude", "age": 1}\n```'
+    fenced = fence + '{"name": "Claude", "age": 1}\n```'
     name = with_content(replay, recording, [fenced, fenced])
     llm = openai_llm(replay, name, model="gpt-4o", temperature=1.0)
     kind: Any = NameAge if output_type == "model" else NameAge.model_json_schema()
@@ -619,6 +622,17 @@ def same_vectors(got: list[list[float]], expected: list[list[float]]) -> bool:
         len(g) == len(e) and all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in zip(g, e, strict=True))
         for g, e in zip(got, expected, strict=True)
     )
+
+
+def test_embedding_models_construct_without_importing_litellm_and_embed_nothing() -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from lmi import LiteLLMModel, LiteLLMEmbeddingModel, SparseEmbeddingModel, embedding_model_factory\n"
+        "LiteLLMModel(); LiteLLMEmbeddingModel(); embedding_model_factory('hybrid-text-embedding-3-small')\n"
+        "assert asyncio.run(SparseEmbeddingModel().embed_documents([])) == []\n"
+        "assert 'litellm' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_litellm_embedding_model_defaults_and_inferred_ndim() -> None:
@@ -927,3 +941,75 @@ def test_seed_embedding_example_constructs() -> None:
         config={"kwargs": {"api_key": "sk-test-not-a-real-key"}, "rate_limit": "100/minute"},
     )
     assert (model.name, model.ndim) == ("text-embedding-ada-002", 1536)
+
+
+# --- More of the same claims, from other angles ---------------------------------------------------------
+
+
+async def test_rate_config_constructor_argument_and_explicit_override() -> None:
+    key = ("client", "ctor")
+    limiter = GlobalRateLimiter(rate_config={key: "1 per 1 minute"}, use_in_memory=True)
+    await limiter.try_acquire(key)
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(key, acquire_timeout=0.1)
+    await limiter.try_acquire(key, rate_limit="5 per 1 minute", acquire_timeout=0.1)  # the override wins
+
+
+async def test_acquire_timeout_waits_about_that_long() -> None:
+    limiter = GlobalRateLimiter(use_in_memory=True)
+    key = ("client", "timeout")
+    await limiter.try_acquire(key, rate_limit="1 per 1 minute")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(key, rate_limit="1 per 1 minute", acquire_timeout=0.5)
+    assert time.monotonic() - started < 10
+
+
+async def test_named_tool_choice_and_sync_callbacks(replay: ReplayServer) -> None:
+    tool = Tool.from_function(double)
+    llm = openai_llm(replay, TOOLS, temperature=1.0)
+    await llm.call_single("What is double of 8?", tools=[tool], tool_choice=tool)
+    assert replay.requests_for(TOOLS)[0].body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "double"},
+    }
+
+    replay.stream_delay = 0.002
+    deltas: list[str] = []
+    result = await openai_llm(replay, STREAM, temperature=1.0).call_single(
+        "Say hello", callbacks=[deltas.append]
+    )
+    assert "".join(deltas) == result.text
+    assert len(deltas) > 1
+
+
+async def test_result_date_is_when_the_call_finished(replay: ReplayServer) -> None:
+    from datetime import UTC, datetime
+
+    before = datetime.now(UTC)
+    result = await openai_llm(replay, PLAIN, max_tokens=3).call_single("Please tell me a story")
+    after = datetime.now(UTC)
+    date = result.date if result.date.tzinfo else result.date.replace(tzinfo=UTC)
+    assert before <= date <= after
+    assert result.name is None or isinstance(result.name, str)
+    assert result.id is not None
+
+
+async def test_tools_with_n2_give_a_tool_request_message_per_choice(replay: ReplayServer) -> None:
+    recording = "openai-chat-tools-n2-1a141e"
+    request = load_recording(recording)[0]["request"]
+    tools = [Tool.model_validate(t) for t in request["tools"]]
+    results = await openai_llm(replay, recording, model="gpt-3.5-turbo", temperature=1.0).call(
+        "Please win.", tools=tools, tool_choice="required", n=2
+    )
+    assert len(results) == 2
+    for result, choice in zip(results, body_of(recording)["choices"], strict=True):
+        (message,) = result.messages
+        assert isinstance(message, ToolRequestMessage)
+        recorded_calls = choice["message"]["tool_calls"]
+        assert [c.function.name for c in message.tool_calls] == [
+            c["function"]["name"] for c in recorded_calls
+        ]
+        assert [c.function.arguments for c in message.tool_calls] == [
+            json.loads(c["function"]["arguments"]) for c in recorded_calls
+        ]
