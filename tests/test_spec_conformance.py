@@ -736,21 +736,27 @@ async def test_global_cost_tracker_grows_per_model_with_callbacks(replay: Replay
         tracker.remove_callback(records.append)
 
 
+@pytest.fixture
+def process_tracking_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """enable_cost_tracking sets a process-wide default: put back the one before the test."""
+    from lmi.cost import tracker
+
+    monkeypatch.setattr(tracker, "_process_default", tracker._process_default)
+
+
+@pytest.mark.usefixtures("process_tracking_default")
 async def test_cost_tracking_disabled_does_not_grow(replay: ReplayServer) -> None:
     tracker = lmi.GLOBAL_COST_TRACKER
     llm = openai_llm(replay, PLAIN, max_tokens=3)
     lmi.enable_cost_tracking(False)
-    try:
-        before = tracker.lifetime_cost_usd
+    before = tracker.lifetime_cost_usd
+    await llm.call_single("Please tell me a story")
+    lmi.enable_cost_tracking(True)
+    with lmi.cost_tracking_ctx(False):
         await llm.call_single("Please tell me a story")
-        with lmi.cost_tracking_ctx(False):
-            await llm.call_single("Please tell me a story")
-        assert tracker.lifetime_cost_usd == before
-        lmi.enable_cost_tracking(True)
-        result = await llm.call_single("Please tell me a story")
-        assert tracker.lifetime_cost_usd - before == pytest.approx(result.cost)
-    finally:
-        lmi.enable_cost_tracking(False)
+    assert tracker.lifetime_cost_usd == before
+    result = await llm.call_single("Please tell me a story")
+    assert tracker.lifetime_cost_usd - before == pytest.approx(result.cost)
 
 
 async def test_cost_tracking_ctx_spans_concurrent_tasks(replay: ReplayServer) -> None:
