@@ -412,6 +412,30 @@ async def test_retryable_5xx_is_retried_then_succeeds(replay: ReplayServer) -> N
     assert len(replay.requests_for(PLAIN)) == 2
 
 
+async def test_dropped_connection_and_429_are_retried(replay: ReplayServer) -> None:
+    replay.inject(PLAIN, Fault(drop=True, times=1))
+    replay.inject(
+        PLAIN,
+        Fault(
+            status=429,
+            body=json.dumps(
+                {
+                    "error": {
+                        "message": "Rate limit reached",
+                        "type": "requests",
+                        "code": "rate_limit_exceeded",
+                    }
+                }
+            ),
+            headers={"retry-after": "0"},
+            times=1,
+        ),
+    )
+    result = await openai_llm(replay, PLAIN, max_tokens=3).call_single("Please tell me a story")
+    assert result.text == "In a small"
+    assert len(replay.requests_for(PLAIN)) == 3
+
+
 # --- Rate limits through the LLM config ---------------------------------------------------------------
 
 
