@@ -1058,3 +1058,12 @@ async def test_tools_with_n2_give_a_tool_request_message_per_choice(replay: Repl
         assert [c.function.arguments for c in message.tool_calls] == [
             json.loads(c["function"]["arguments"]) for c in recorded_calls
         ]
+
+
+async def test_embedding_batches_are_sent_concurrently(replay: ReplayServer) -> None:
+    replay.inject(EMBED, Fault(delay=0.5, replay=True, times=2))  # each answer takes half a second
+    words = ["my", "name", "is", "neo"]
+    vectors = await embedding_model(replay, batch_size=2).embed_documents(words)
+    assert same_vectors(vectors, recorded_vectors(["my", "name"]) + recorded_vectors(["is", "neo"]))
+    first, second = sorted(request.at for request in replay.requests_for(EMBED))
+    assert second - first < 0.4  # the second batch left before the first was answered
