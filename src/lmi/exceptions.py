@@ -69,6 +69,19 @@ class RateLimitTimeout(LMIError, TimeoutError):
     """A rate-limit acquisition could not complete within its timeout."""
 
 
+class RedisUnavailableError(LMIError, ConnectionError):
+    """Redis could not be reached (or did not answer) within the limiter's ``redis_timeout``.
+
+    It is the limiter's trouble, not the provider's: an LLM call never retries on it. ``problem`` says
+    what happened and ``hint`` what a Python caller can do, so that other front ends (the ``lmi``
+    command) can give their own advice.
+    """
+
+    def __init__(self, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem}. {hint}" if hint else problem)
+        self.problem, self.hint = problem, hint
+
+
 class ModelCallError(LMIError, RuntimeError):
     """A call failed on every model it was allowed to try.
 
@@ -127,4 +140,5 @@ __all__ = [
     "MalformedResponseError",
     "ModelCallError",
     "RateLimitTimeout",
+    "RedisUnavailableError",
 ]

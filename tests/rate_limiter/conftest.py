@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -98,3 +99,12 @@ def redis_url(redis_server: str) -> str:
     client.flushall()
     client.close()
     return redis_server
+
+
+def pause(server: RedisServer) -> None:
+    """Freeze the server (SIGSTOP): connections stay open, nothing is answered."""
+    server._process.send_signal(signal.SIGSTOP)
+
+
+def resume(server: RedisServer) -> None:
+    server._process.send_signal(signal.SIGCONT)

@@ -1,7 +1,7 @@
 """``LiteLLMModel``: every provider LiteLLM reaches, behind :class:`~lmi.llms.base.LLMModel`.
 
-A call goes: limiter (requests, then estimated tokens) → one litellm request → results built from the
-response or the finished stream → limiter settled to the billed tokens → cost recorded. Retries and
+A call goes: limits reserved (:mod:`lmi.llms.limits`) → one litellm request → results built from the
+response or the finished stream → cost recorded → limits settled to the billed tokens. Retries and
 fallbacks wrap that whole attempt, so each model tried is limited and billed under its own name.
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cache, partial
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import PrivateAttr, model_validator
 
@@ -21,6 +21,7 @@ from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
+from lmi.llms.limits import NO_LIMITS, CallLimits, reserve_call
 from lmi.llms.results import Bill, Completion, bill_completion, build_results
 from lmi.llms.retry import is_provider_error, with_retries_and_fallbacks
 from lmi.llms.transports import Route, Transport, route_for
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from aviary.core import Message
 
 _PLAIN_MESSAGE_FIELDS = {"role", "content", "content_is_json_str", "info", "cache_breakpoint"}
-_CHARS_PER_TOKEN = 4  # a deliberately cheap estimate; the limiter is settled to the billed count after
 
 
 def _message_dict(message: Message) -> dict[str, Any]:
@@ -70,23 +70,6 @@ def _plain_message_class() -> type | None:
     if set(getattr(message_class, "model_fields", ())) != _PLAIN_MESSAGE_FIELDS:
         return None
     return message_class
-
-
-class TokenCharge(NamedTuple):
-    """What a call charged the token limiter before it knew the bill."""
-
-    limit: Any
-    estimate: int
-    charged_at: float | None
-
-
-NO_CHARGE = TokenCharge(None, 0, None)
-
-
-def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Rough prompt size for charging a token limiter before the provider tells the real count."""
-    chars = sum(len(str(message.get("content") or "")) for message in messages)
-    return max(chars // _CHARS_PER_TOKEN + 4 * len(messages), 1)
 
 
 class LiteLLMModel(LLMModel):
@@ -154,37 +137,6 @@ class LiteLLMModel(LLMModel):
         request.setdefault("max_retries", 0)  # retries are ours: one policy, one count, no hidden waits
         return request
 
-    @staticmethod
-    async def _charge(
-        settings: ModelSettings, deployment: Deployment, request: dict[str, Any]
-    ) -> TokenCharge:
-        """Acquire the request and token limits for ``deployment``; return what settling needs."""
-        limiter = _rate_limiter().GLOBAL_LIMITER
-        name = deployment.name
-        request_key, token_key = ("client|request", name), ("client", name)
-        request_limit = settings.request_limit.get(name)
-        if request_limit is not None or request_key in limiter.rate_config:
-            with telemetry.waiting("rate_limit", rate_limit_key="|".join(request_key), weight=1):
-                await limiter.try_acquire(request_key, rate_limit=request_limit)
-        token_limit = settings.rate_limit.get(name)
-        if token_limit is None and token_key not in limiter.rate_config:
-            return NO_CHARGE
-        estimate = estimate_prompt_tokens(request["messages"])
-        with telemetry.waiting("rate_limit", rate_limit_key="|".join(token_key), weight=estimate):
-            charged_at = await limiter.try_acquire(token_key, rate_limit=token_limit, weight=estimate)
-        return TokenCharge(token_limit, estimate, charged_at)
-
-    @staticmethod
-    async def _settle(deployment: Deployment, charge: TokenCharge, billed: int) -> None:
-        """Correct the token limiter from the estimate to what was billed (nothing, if the call failed)."""
-        if billed != charge.estimate:
-            await _rate_limiter().GLOBAL_LIMITER.adjust(
-                ("client", deployment.name),
-                billed - charge.estimate,
-                rate_limit=charge.limit,
-                charged_at=charge.charged_at,
-            )
-
     async def _attempt(
         self,
         settings: ModelSettings,
@@ -200,19 +152,26 @@ class LiteLLMModel(LLMModel):
         # Budgets first: a call they refuse takes nothing from the rate limits and sends nothing.
         holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
         bill: Bill | None = None
+        limits: CallLimits = NO_LIMITS
         try:
             if notify is not None:
                 request["stream"] = True
                 request.setdefault("stream_options", {"include_usage": True})  # usage is what we bill by
             transport, prepared = self._routes[id(deployment)].pick(deployment, request)
-            charge, billed, started = NO_CHARGE, 0, 0.0
+            started = 0.0
             before_send: Callable[[], Awaitable[None]] | None = None
-            if settings.request_limit or settings.rate_limit or _rate_limiter().GLOBAL_LIMITER.rate_config:
+            if (
+                settings.request_limit
+                or settings.rate_limit
+                or settings.max_concurrency
+                or _rate_limiter().GLOBAL_LIMITER.rate_config
+            ):
 
                 async def before_send() -> None:
                     # The transport's hook, awaited once the body is ready, right before it is written.
-                    nonlocal charge, started
-                    charge = await self._charge(settings, deployment, request)
+                    # A limiter failure here (Redis down, a timeout) is ours, not the provider's: no retry.
+                    nonlocal limits, started
+                    limits = await reserve_call(settings, deployment, request)
                     started = time.perf_counter()  # the limiter's wait is not the provider's time
 
             started = time.perf_counter()
@@ -226,7 +185,6 @@ class LiteLLMModel(LLMModel):
                     )
                 finished = time.perf_counter()
                 bill = bill_completion(completion, deployment.model, messages)  # never raises
-                billed = bill.usage.total_tokens
                 # Tracked first, before anything that can fail (settling, parsing): a paid call is billed.
                 GLOBAL_COST_TRACKER.record(
                     deployment.name,
@@ -236,20 +194,24 @@ class LiteLLMModel(LLMModel):
                     latency_s=finished - started,
                 )
                 telemetry.note_response_model(completion.response_model)
-            except Exception as exc:
-                if bill is None and is_provider_error(exc):  # failed attempts too, for error reports
+            except BaseException as exc:
+                if isinstance(exc, Exception) and bill is None and is_provider_error(exc):
+                    # failed attempts too, for error reports
                     GLOBAL_COST_TRACKER.record_failure(deployment.name, exc, time.perf_counter() - started)
+                if limits is not NO_LIMITS:  # failed or cancelled: no tokens billed, none left charged
+                    await limits.failed()
                 raise
-            finally:  # also on failure and cancellation: no charge is left half-applied
-                if charge.estimate:
-                    await self._settle(deployment, charge, billed)
         except BaseException:
             if holds is not None:  # the bill if there was one (a settle failed after it), else nothing
                 await settle_budgets(holds, 0.0 if bill is None else bill.cost.usd, deployment.name)
             raise
-        # Settled before the results are built: a paid answer that fails to parse still counts.
+        # The answer is paid for (and tracked): settle the budgets, then the rate limits (which never
+        # raises, so a limiter in trouble can neither lose this bill nor send the request again); both
+        # before the results are built: a paid answer that fails to parse still counts.
         if holds is not None:
             await settle_budgets(holds, bill.cost.usd, deployment.name)
+        if limits is not NO_LIMITS:
+            await limits.settle(bill.usage.total_tokens, bill.usage.completion_tokens)
         results, _, _ = build_results(
             completion,
             name=deployment.name,

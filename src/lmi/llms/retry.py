@@ -11,7 +11,7 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from lmi import telemetry
-from lmi.exceptions import ModelCallError, RateLimitTimeout
+from lmi.exceptions import ModelCallError, RateLimitTimeout, RedisUnavailableError
 from lmi.llms.config import Deployment, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def _status(exc: BaseException) -> int | None:
 
 def is_provider_error(exc: BaseException) -> bool:
     """An error that came from talking to a provider (as opposed to a bug or bad input on our side)."""
+    if isinstance(exc, RedisUnavailableError):
+        return False  # the limiter's store failed, once and clearly: no provider was involved
     if isinstance(exc, RateLimitTimeout | TimeoutError | ConnectionError):
         return True
     module = type(exc).__module__

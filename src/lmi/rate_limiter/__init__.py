@@ -5,7 +5,7 @@ through :data:`GLOBAL_LIMITER`. Importing this package does no I/O and imports n
 ``limits``.
 """
 
+from lmi.exceptions import RedisUnavailableError
 from lmi.rate_limiter.limiter import GLOBAL_LIMITER, GlobalRateLimiter, RateLimitStatus
-from lmi.rate_limiter.redis import RedisUnavailableError
 
 __all__ = ["GLOBAL_LIMITER", "GlobalRateLimiter", "RateLimitStatus", "RedisUnavailableError"]

@@ -1,32 +1,43 @@
 """The seam between :class:`GlobalRateLimiter` and its stores (in-process memory, Redis).
 
-Both stores run the same algorithm, a weighted moving window with reservations:
+Both stores run the same algorithm, a weighted moving window with reservations that are committed when
+they are used:
 
-- a window keeps one entry ``(timestamp, weight)`` per acquisition, in timestamp order, plus their sum,
-  so its size follows the number of acquisitions in the period, never their weight;
-- an acquisition is placed at the earliest time ``at >= max(now, last entry)`` at which the entries in
-  ``(at - period, at]`` plus its weight stay within the limit, and is recorded there at once (a
-  reservation); the caller then sleeps until ``at``. One store operation per acquisition, no polling,
-  and first come, first served across every process sharing the store;
-- because entries are appended in timestamp order and each is checked against the window ending at its
-  own time, no window of the period ever holds more than the limit;
+- a window is one per ``(namespace, key)``, whatever its limit: it keeps one entry ``(time, weight, id)``
+  per acquisition in time order, plus their sum. Its size follows the number of acquisitions in the
+  period, never their weight, and a changed limit (count or period) is checked against the same history;
+- ``acquire`` places an acquisition at the earliest time ``at >= max(now, last entry)`` at which the
+  entries in ``(at - period, at]`` plus its weight stay within the limit, and records it there (a
+  reservation): first come, first served across every process sharing the store, no polling;
+- the caller sleeps until ``at`` and then ``commit``\\ s: the entry moves to the moment of the commit
+  (its release time, which is when the caller actually proceeds) if the window ending then has room,
+  else it is placed again and the caller sleeps once more. A caller woken late therefore keeps its
+  entry at its real time, and whoever was placed relative to its reserved time finds out at their own
+  commit. As each entry is checked against the window ending at its own (final) time, no window of the
+  period ever holds more than the limit at the times callers were released;
+- an acquisition that fits at once is committed at once (one store operation);
 - an acquisition that would have to wait longer than the caller's timeout is not recorded.
+
+An entry is identified by its ``token``; ``release`` removes it (for a caller that gave up), ``settle``
+corrects its weight to what was actually used (a lower weight frees units from this entry alone; a higher
+one counts the excess from now).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 
 from lmi.rate_limiter.parsing import WindowSpec
 
 
 class Grant(NamedTuple):
-    """The outcome of one acquisition attempt."""
+    """The outcome of one acquisition or commit attempt."""
 
     granted: bool  # False: it would not fit within the caller's timeout, and nothing was recorded
-    wait: float  # seconds from now until the weight counts (0 when it fits now)
-    at: float  # Unix time at which the weight counts, on the store's clock
-    token: object = None  # what the store needs to cancel this reservation
+    wait: float  # seconds from now until the entry's time (0: committed, it counts from now)
+    at: float  # Unix time of the entry, on the store's clock
+    token: object = None  # identifies the entry to commit, release or settle
 
 
 class WindowState(NamedTuple):
@@ -34,24 +45,48 @@ class WindowState(NamedTuple):
 
     namespace: str
     key: str
-    spec: WindowSpec
+    spec: WindowSpec  # the limit the window was last used with
     used: int  # units counted in the window ending now (future reservations excluded)
     period_start: float  # Unix time of the oldest entry still in the window, else now
 
 
 class Backend(Protocol):
-    """A store of moving windows. ``namespace``, ``key`` and the spec's period identify a window."""
+    """A store of moving windows, one per ``(namespace, key)``."""
 
     name: str
 
+    def monotonic(self, at: float) -> float:
+        """Our ``time.monotonic()`` (the event loop's clock) at the store's Unix time ``at``: sleeping until
+        it, reservations made in one order wake in that order."""
+        ...
+
     async def acquire(
-        self, namespace: str, key: str, spec: WindowSpec, weight: int, max_wait: float
+        self, namespace: str, key: str, spec: WindowSpec, weight: int, max_wait: float, latency: float = 0.0
     ) -> Grant:
-        """Record ``weight`` at the earliest time it fits, unless that is more than ``max_wait`` away."""
+        """Record ``weight`` at the earliest time it fits, unless that is more than ``max_wait`` away.
+
+        ``latency``: the units count from that many seconds after the caller is released (the time its
+        use may take to reach whoever counts it); ``wait`` and ``at`` are then that much later.
+
+        ``wait == 0``: committed now. Otherwise the caller sleeps ``wait`` seconds, then :meth:`commit`\\ s.
+        """
+        ...
+
+    async def commit(
+        self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int, latency: float = 0.0
+    ) -> Grant:
+        """Count a reservation from now if the window ending now has room, else place it again."""
         ...
 
     async def release(self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int) -> None:
-        """Cancel a reservation whose caller gave up before its time came."""
+        """Remove an entry whose caller gave up (with whatever weight it holds now)."""
+        ...
+
+    async def settle(
+        self, namespace: str, key: str, spec: WindowSpec, grant: Grant, reserved: int, used: int
+    ) -> None:
+        """Correct an entry of ``reserved`` units to ``used``: fewer free units of this entry only; more
+        count the excess from now."""
         ...
 
     async def adjust(
@@ -63,8 +98,8 @@ class Backend(Protocol):
         """
         ...
 
-    async def windows(self) -> list[WindowState]:
-        """Every window the store holds."""
+    async def windows(self, specs: Mapping[tuple[str, str], WindowSpec]) -> list[WindowState]:
+        """Every window the store holds, measured with ``specs[(namespace, key)]`` when given."""
         ...
 
     async def aclose(self) -> None:

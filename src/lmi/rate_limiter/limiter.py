@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypedDict, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypedDict, TypeVar
 
-from lmi.exceptions import RateLimitTimeout
+from lmi.exceptions import RateLimitTimeout, RedisUnavailableError
 from lmi.rate_limiter.backend import Backend, WindowState
 from lmi.rate_limiter.memory import MemoryBackend
 from lmi.rate_limiter.parsing import (
@@ -22,7 +23,8 @@ from lmi.rate_limiter.parsing import (
     redis_url_from_env,
     whole_weight,
 )
-from lmi.rate_limiter.redis import RedisBackend, RedisUnavailableError
+from lmi.rate_limiter.redis import RedisBackend
+from lmi.rate_limiter.reservation import Reservation
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
@@ -34,6 +36,23 @@ NamespaceAndKey = tuple[str, str]
 
 # With fallback_to_memory, how long to use memory after Redis failed before trying Redis again.
 FALLBACK_RETRY_SECONDS = 30.0
+
+
+async def _sleep_until(deadline: float) -> None:
+    """Sleep until the loop's clock reads ``deadline``: timers due in one order fire in that order
+    (``asyncio.sleep`` reads the clock again, which would jitter close deadlines)."""
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+    handle = loop.call_at(deadline, _wake, woken)
+    try:
+        await woken
+    finally:
+        handle.cancel()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class RateLimitStatus(TypedDict):
@@ -137,6 +156,13 @@ class GlobalRateLimiter:
                 return None
         return parse_rate_limit(rate_limit)
 
+    def limit_for(
+        self, namespace_and_key: NamespaceAndKey, rate_limit: str | RateLimitItem | None = None
+    ) -> int | None:
+        """The count allowed per period for this key (``rate_limit`` first, then :attr:`rate_config`)."""
+        spec = self._spec_for(namespace_and_key, rate_limit)
+        return None if spec is None else spec.amount
+
     # -- the public operations -----------------------------------------------------------------------
 
     async def try_acquire(
@@ -146,26 +172,49 @@ class GlobalRateLimiter:
         weight: float = 1,
         acquire_timeout: float | None = None,
     ) -> float:
-        """Wait until ``weight`` units fit in the key's window, then count them.
+        """Wait until ``weight`` units fit in the key's window, then count them from the moment of return.
 
         ``rate_limit`` overrides :attr:`rate_config`; with neither, returns at once. Waiters are served
         first come, first served (also across processes sharing Redis) and sleep until their turn.
 
         Returns the Unix time (store clock) from which the units count; pass it as ``charged_at`` to
-        :meth:`adjust` to settle this charge exactly.
+        :meth:`adjust` to settle this charge. :meth:`reserve` does the same and returns a handle that
+        settles or cancels exactly this charge.
 
         Raises:
-            ValueError: ``weight`` <= 0, or an unusable limit (the message names it).
+            ValueError: ``weight`` not a number > 0 (0, negative, NaN, infinite, a bool), or an unusable
+                limit (the message names it).
             RateLimitTimeout: (a ``TimeoutError``) at once if ``weight`` exceeds the limit; otherwise
                 after ``acquire_timeout`` seconds (default env ``RATE_LIMITER_TIMEOUT``, else 60) when
                 the units could not be counted before then.
             RedisUnavailableError: Redis did not answer within ``redis_timeout`` (unless
                 ``fallback_to_memory``).
         """
+        return (await self.reserve(namespace_and_key, rate_limit, weight, acquire_timeout)).at
+
+    async def reserve(
+        self,
+        namespace_and_key: NamespaceAndKey,
+        rate_limit: str | RateLimitItem | None = None,
+        weight: float = 1,
+        acquire_timeout: float | None = None,
+        *,
+        latency: float = 0.0,
+    ) -> Reservation:
+        """Like :meth:`try_acquire`, but returns the :class:`Reservation`: counted from its ``at``, to be
+        settled to the units actually used (``await r.settle(n)``) or cancelled (``await r.cancel()``)
+        when the use never happened. Settling and cancelling touch this reservation's entry only.
+
+        ``latency``: seconds the use may take, after this returns, to reach whoever counts it (a request
+        on its way to a provider). The units count from that much later, so the limit holds at the
+        receiving end as long as the use arrives within it.
+        """
+        if not (latency >= 0 and math.isfinite(latency)):
+            raise ValueError(f"Rate limit latency must be a finite number of seconds >= 0, got {latency!r}")
         units = whole_weight(weight)
         spec = self._spec_for(namespace_and_key, rate_limit)
         if spec is None:
-            return time.time()
+            return Reservation(None, None, namespace_and_key, units, time.time(), None)
         namespace, key = namespace_and_key
         if units > spec.amount:
             raise RateLimitTimeout(
@@ -176,27 +225,37 @@ class GlobalRateLimiter:
         started = time.monotonic()
         backend = self._active()
         if backend is self._memory:  # nothing to fall back from: skip the indirection
-            grant = await backend.acquire(namespace, key, spec, units, timeout)
+            grant = await backend.acquire(namespace, key, spec, units, timeout, latency)
         else:
             backend, grant = await self._attempt(
-                lambda store: store.acquire(namespace, key, spec, units, timeout)
+                lambda store: store.acquire(namespace, key, spec, units, timeout, latency)
             )
         if not grant.granted:
-            # Turns are first come, first served, so waiting cannot bring ours sooner; we still wait out
-            # the timeout so that callers retrying on timeout do not spin.
-            await asyncio.sleep(max(0.0, timeout - (time.monotonic() - started)))
-            raise RateLimitTimeout(
-                f"Rate limit {namespace}/{key} ({spec.amount} per {spec.multiples} {spec.granularity}(s)): "
-                f"weight {units} would fit only in {grant.wait:.2f} s, beyond the {timeout:g} s timeout"
-            )
-        if grant.wait > 0:
-            try:
-                await asyncio.sleep(grant.wait)
-            except BaseException:  # cancelled while waiting: hand the reserved turn back
-                with contextlib.suppress(Exception):
+            await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
+        try:
+            while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
+                await _sleep_until(backend.monotonic(grant.at) - latency)
+                grant = await backend.commit(namespace, key, spec, grant, units, latency)
+                if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)
-                raise
-        return grant.at
+                    await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
+        except BaseException:  # cancelled or failed while waiting: hand the reserved turn back
+            with contextlib.suppress(Exception):
+                await backend.release(namespace, key, spec, grant, units)
+            raise
+        return Reservation(backend, spec, namespace_and_key, units, grant.at, grant)
+
+    @staticmethod
+    async def _timed_out(
+        namespace: str, key: str, spec: WindowSpec, units: int, wait: float, allowed: float, started: float
+    ) -> NoReturn:
+        # Turns are first come, first served, so waiting cannot bring ours sooner; we still wait out the
+        # timeout so that callers retrying on timeout do not spin.
+        await asyncio.sleep(max(0.0, allowed - (time.monotonic() - started)))
+        raise RateLimitTimeout(
+            f"Rate limit {namespace}/{key} ({spec.amount} per {spec.multiples} {spec.granularity}(s)): "
+            f"weight {units} would fit only in {wait:.2f} s, beyond the {allowed:g} s timeout"
+        )
 
     async def adjust(
         self,
@@ -222,31 +281,27 @@ class GlobalRateLimiter:
         await self._attempt(lambda store: store.adjust(namespace, key, spec, delta, charged_at))
 
     async def rate_limit_status(self) -> dict[NamespaceAndKey, RateLimitStatus]:
-        """Usage of every configured or used window: ``{(namespace, key): RateLimitStatus}``."""
-        _, states = await self._attempt(lambda store: store.windows())
+        """Usage of every configured or used window: ``{(namespace, key): RateLimitStatus}``.
+
+        A configured window is measured with its configured limit; others with the limit they were last
+        used with.
+        """
         configured = {pair: parse_rate_limit(value) for pair, value in list(self.rate_config.items())}
-        chosen: dict[NamespaceAndKey, WindowState] = {}
-        for state in states:
-            pair = (state.namespace, state.key)
-            spec = configured.get(pair)
-            if spec is not None and spec.period_seconds != state.spec.period_seconds:
-                continue  # a window of a period no longer configured
-            previous = chosen.get(pair)
-            if previous is None or state.used > previous.used:
-                chosen[pair] = state._replace(spec=spec or state.spec)
+        _, states = await self._attempt(lambda store: store.windows(configured))
         now = time.time()
-        status: dict[NamespaceAndKey, RateLimitStatus] = {}
+        chosen = {(state.namespace, state.key): state for state in states}
         for pair, spec in configured.items():
             chosen.setdefault(pair, WindowState(pair[0], pair[1], spec, 0, now))
-        for pair, state in chosen.items():
-            status[pair] = RateLimitStatus(
+        return {
+            pair: RateLimitStatus(
                 period_start=int(state.period_start),  # whole seconds, as the seed shows it
                 n_items_in_period=state.used,
                 period_seconds=state.spec.period_seconds,
                 period_name=state.spec.granularity,
                 period_cap=state.spec.amount,
             )
-        return status
+            for pair, state in chosen.items()
+        }
 
     async def aclose(self) -> None:
         """Close the Redis connections this event loop opened (the limiter stays usable)."""

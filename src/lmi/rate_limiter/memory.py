@@ -1,7 +1,9 @@
 """The in-process store: the algorithm of :mod:`lmi.rate_limiter.backend` on a deque per window.
 
 Each operation is synchronous and short, so it is atomic within an event loop without an asyncio lock;
-a threading lock makes it safe when several threads (each with its own loop) share one limiter.
+a threading lock makes it safe when several threads (each with its own loop) share one limiter. A commit
+stamps the entry with the clock read in the same synchronous step in which the caller is released, so
+windows hold at the callers' own release times.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 
 from lmi.rate_limiter.backend import Grant, WindowState
 from lmi.rate_limiter.parsing import WindowSpec
@@ -18,39 +21,64 @@ from lmi.rate_limiter.parsing import WindowSpec
 _CLOCK_TOLERANCE = 1e-6
 
 
+_QUEUE_STEP = 1e-6
+
+
+class _Entry:
+    __slots__ = ("at", "committed", "live", "weight")
+
+    def __init__(self, at: float, weight: int, committed: bool) -> None:
+        self.at = at  # monotonic time from which the weight counts
+        self.weight = weight
+        self.live = True  # False once trimmed or released: it no longer counts anywhere
+        self.committed = committed  # False while its caller has not been released yet
+
+
 class _Window:
     __slots__ = ("entries", "spec", "total")
 
     def __init__(self, spec: WindowSpec) -> None:
-        self.entries: deque[list[float]] = deque()  # [monotonic timestamp, weight], in timestamp order
+        self.entries: deque[_Entry] = deque()  # in time order
         self.total = 0  # sum of the weights in `entries`
         self.spec = spec
 
-    def trim(self, now: float) -> None:
-        horizon = now - self.spec.period_seconds
+    def trim(self, now: float, period: float) -> None:
+        horizon = now - period
         entries = self.entries
-        while entries and entries[0][0] <= horizon:
-            self.total -= int(entries.popleft()[1])
+        while entries and entries[0].at <= horizon:
+            entry = entries.popleft()
+            entry.live = False
+            self.total -= entry.weight
 
-    def next_start(self, now: float) -> float:
-        """No acquisition is placed before the last one: first come, first served."""
-        return max(now, self.entries[-1][0]) if self.entries else now
-
-    def earliest_fit(self, start: float, weight: int) -> float:
-        """The earliest time >= ``start`` at which ``weight`` fits in the window ending there."""
-        spec = self.spec
-        if self.total + weight <= spec.amount:
-            return start  # every window holds at most `total`
-        room = spec.amount - weight
-        horizon = start - spec.period_seconds
-        counted = 0.0
-        for timestamp, entry_weight in reversed(self.entries):
-            if timestamp <= horizon:
+    def blocking_time(self, end: float, room: int, period: float, skip: _Entry | None = None) -> float | None:
+        """When the window ending at ``end`` would hold at most ``room`` units of the entries no newer
+        than ``end`` (``skip`` aside): None if it does now, else the time the blocking entry leaves."""
+        horizon = end - period
+        counted = 0
+        for entry in reversed(self.entries):
+            if entry.at > end or entry is skip:
+                continue
+            if entry.at <= horizon:
                 break
-            if counted + entry_weight > room:
-                return timestamp + spec.period_seconds  # once this entry leaves, the rest fit
-            counted += entry_weight
-        return start
+            if counted + entry.weight > room:
+                return entry.at + period  # once this entry leaves, the newer ones fit
+            counted += entry.weight
+        return None
+
+    def insert(self, entry: _Entry) -> None:
+        """Insert in time order; new entries belong at (or near) the end."""
+        entries = self.entries
+        index = len(entries)
+        while index and entries[index - 1].at > entry.at:
+            index -= 1
+        entries.insert(index, entry)
+
+    def remove(self, entry: _Entry) -> None:
+        entries = self.entries
+        for index in range(len(entries) - 1, -1, -1):  # reservations sit at the end
+            if entries[index] is entry:
+                del entries[index]
+                return
 
 
 class MemoryBackend:
@@ -59,53 +87,102 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, str, int], _Window] = {}
+        self._windows: dict[tuple[str, str], _Window] = {}
         self._lock = threading.Lock()
         # Fixed at construction so that converting to Unix time and back is consistent.
         self._unix_offset = time.time() - time.monotonic()
 
     def _window(self, namespace: str, key: str, spec: WindowSpec) -> _Window:
-        window_id = (namespace, key, spec.period_seconds)
-        window = self._windows.get(window_id)
+        window = self._windows.get((namespace, key))
         if window is None:
-            window = self._windows[window_id] = _Window(spec)
+            window = self._windows[(namespace, key)] = _Window(spec)
         else:
-            window.spec = spec  # the count may have been reconfigured; the history still counts
+            window.spec = spec  # the limit may have been reconfigured; the history still counts
         return window
 
+    def _place(self, window: _Window, now: float, weight: int, period: float) -> float:
+        """The earliest time >= max(now, last entry) at which ``weight`` fits (first come, first served)."""
+        spec, entries = window.spec, window.entries
+        # Strictly after the last entry: wake-ups keep the order of the queue.
+        start = entries[-1].at + _QUEUE_STEP if entries and entries[-1].at >= now else now
+        if window.total + weight <= spec.amount:
+            return start  # every window holds at most `total`
+        blocked_until = window.blocking_time(start, spec.amount - weight, period)
+        return start if blocked_until is None else blocked_until
+
+    def monotonic(self, at: float) -> float:
+        """``time.monotonic()`` at the Unix time ``at`` this store handed out."""
+        return at - self._unix_offset
+
     async def acquire(
-        self, namespace: str, key: str, spec: WindowSpec, weight: int, max_wait: float
+        self, namespace: str, key: str, spec: WindowSpec, weight: int, max_wait: float, latency: float = 0.0
     ) -> Grant:
+        # With a latency the caller's use counts from `latency` after its release, and whatever
+        # counts at its release counts against it: the window it is checked in grows by as much.
+        period = spec.period_seconds + latency
         with self._lock:
-            now = time.monotonic()
+            now = time.monotonic() + latency
             window = self._window(namespace, key, spec)
             entries = window.entries
-            if entries and entries[0][0] <= now - spec.period_seconds:
-                window.trim(now)
-            if entries and entries[-1][0] > now:
-                at = window.earliest_fit(entries[-1][0], weight)
-            elif window.total + weight <= spec.amount:
-                at = now  # the common case: it fits now
-            else:
-                at = window.earliest_fit(now, weight)
+            if entries and entries[0].at <= now - period:
+                window.trim(now, period)
+            at = self._place(window, now, weight, period)
             wait = at - now
             if wait > max_wait:
                 return Grant(False, wait, at + self._unix_offset)
-            entry = [at, weight]
+            entry = _Entry(at, weight, wait <= 0)
             entries.append(entry)
             window.total += weight
         return Grant(True, wait, at + self._unix_offset, entry)
 
-    async def release(self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int) -> None:
+    async def commit(
+        self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int, latency: float = 0.0
+    ) -> Grant:
+        entry = grant.token
+        assert isinstance(entry, _Entry)
+        period = spec.period_seconds + latency
         with self._lock:
-            window = self._windows.get((namespace, key, spec.period_seconds))
-            if window is None:
+            now = time.monotonic() + latency
+            window = self._window(namespace, key, spec)
+            window.trim(now, period)
+            if not entry.live:  # it was trimmed: its caller woke more than a period late
+                entry.live, entry.at = True, self._place(window, now, entry.weight, period)
+                window.entries.append(entry)
+                window.total += entry.weight
+            else:
+                now = max(now, entry.at)  # a timer may fire a hair early: measured at its turn
+                blocked_until = window.blocking_time(now, spec.amount - entry.weight, period, entry)
+                window.remove(entry)
+                entry.at = now if blocked_until is None else blocked_until
+                entry.committed = blocked_until is None
+                window.insert(entry)
+            return Grant(True, max(0.0, entry.at - now), entry.at + self._unix_offset, entry)
+
+    async def release(self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int) -> None:
+        entry = grant.token
+        with self._lock:
+            window = self._windows.get((namespace, key))
+            if window is None or not isinstance(entry, _Entry) or not entry.live:
                 return
-            for index in range(len(window.entries) - 1, -1, -1):  # reservations sit at the end
-                if window.entries[index] is grant.token:
-                    del window.entries[index]
-                    window.total -= weight
-                    return
+            window.remove(entry)
+            entry.live = False
+            window.total -= entry.weight  # what it holds now: an adjust may have drained it already
+
+    async def settle(
+        self, namespace: str, key: str, spec: WindowSpec, grant: Grant, reserved: int, used: int
+    ) -> None:
+        entry = grant.token
+        assert isinstance(entry, _Entry)
+        with self._lock:
+            window = self._window(namespace, key, spec)
+            current = entry.weight if entry.live else reserved
+            if used < current:
+                if entry.live:
+                    entry.weight = used
+                    window.total -= current - used
+                return
+        if used > current:
+            await self.adjust(namespace, key, spec, used - current, None)
 
     async def adjust(
         self, namespace: str, key: str, spec: WindowSpec, delta: int, charged_at: float | None
@@ -113,9 +190,9 @@ class MemoryBackend:
         with self._lock:
             now = time.monotonic()
             window = self._window(namespace, key, spec)
-            window.trim(now)
+            window.trim(now, spec.period_seconds)
             if delta > 0:
-                window.entries.append([window.next_start(now), delta])
+                window.insert(_Entry(now, delta, True))  # counted from now, ahead of pending reservations
                 window.total += delta
                 return delta
             newest = now if charged_at is None else min(now, charged_at - self._unix_offset)
@@ -123,24 +200,27 @@ class MemoryBackend:
                 return 0  # that charge has already left the window
             wanted = -delta
             for entry in window.entries:  # oldest first: they leave the window no later than the charge
-                if entry[0] > newest + _CLOCK_TOLERANCE or wanted == 0:
+                if entry.at > newest + _CLOCK_TOLERANCE or wanted == 0:
                     break
-                taken = min(int(entry[1]), wanted)
-                entry[1] -= taken
+                taken = min(entry.weight, wanted)
+                entry.weight -= taken
                 wanted -= taken
             released = -delta - wanted
             window.total -= released
             return -released
 
-    async def windows(self) -> list[WindowState]:
+    async def windows(self, specs: Mapping[tuple[str, str], WindowSpec]) -> list[WindowState]:
         states = []
         with self._lock:
             now = time.monotonic()
-            for (namespace, key, _), window in list(self._windows.items()):
-                window.trim(now)
-                used = window.total - sum(int(w) for ts, w in window.entries if ts > now)
-                oldest = window.entries[0][0] if window.entries and window.entries[0][0] <= now else now
-                states.append(WindowState(namespace, key, window.spec, used, oldest + self._unix_offset))
+            for (namespace, key), window in list(self._windows.items()):
+                spec = specs.get((namespace, key), window.spec)
+                horizon = now - spec.period_seconds
+                # Reservations whose callers were not released yet are not used yet.
+                entries = [entry for entry in window.entries if horizon < entry.at <= now and entry.committed]
+                used = sum(entry.weight for entry in entries)
+                oldest = entries[0].at if entries else now
+                states.append(WindowState(namespace, key, spec, used, oldest + self._unix_offset))
         return states
 
     async def aclose(self) -> None:
