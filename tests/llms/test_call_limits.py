@@ -220,3 +220,24 @@ async def test_a_big_image_is_estimated_by_its_size_not_its_bytes(replay: Replay
     results = await llm.call(_image_question(recording, png), n=2)
     assert len(results) == 2
     assert time.monotonic() - started < 5
+
+
+async def test_max_concurrency_bounds_requests_in_flight_at_the_server(replay: ReplayServer) -> None:
+    name = _unique("in-flight")
+    llm = _model(replay, "openai-chat-634cf7", name, max_concurrency={name: 2})
+    held = 0.3
+    replay.inject("openai-chat-634cf7", Fault(delay=held, replay=True, times=None))
+    results = await asyncio.gather(*(llm.call_single(QUESTION) for _ in range(6)))
+    assert len(results) == 6
+    arrivals = sorted(received.at for received in replay.requests_for("openai-chat-634cf7"))
+    assert len(arrivals) == 6
+    # Each request is held `held` seconds by the server: with two in flight, the third arrives only
+    # after the first was answered.
+    for index in range(2, 6):
+        assert arrivals[index] - arrivals[index - 2] >= held - 0.02
+
+
+def test_max_concurrency_must_be_a_positive_whole_number() -> None:
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="concurrency"):
+            LiteLLMModel(name="gpt-4o-mini", config={"max_concurrency": {"gpt-4o-mini": bad}})

@@ -49,6 +49,7 @@ TOP_LEVEL_KEYS = (
             "router_kwargs",
             "rate_limit",
             "request_limit",
+            "max_concurrency",
             "name",
             "prices",
             "budget_usd",
@@ -101,6 +102,7 @@ class ModelSettings:
     request_limit: Mapping[str, Any] = field(default_factory=dict)
     budget: Budget | None = None  # config["budget_usd"]: caps what this model's calls spend together
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per event loop, for the native transport
+    max_concurrency: Mapping[str, int] = field(default_factory=dict)  # calls in flight at once, per model
     _chain: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -207,6 +209,20 @@ def _parse_limits(raw: Any, key: str, primary: str) -> dict[str, Any]:
     return limits
 
 
+def _parse_concurrency(raw: Any, primary: str) -> dict[str, int]:
+    """``{"model": 4}``; a bare number applies to the primary model."""
+    if raw is None:
+        return {}
+    limits = dict(raw) if isinstance(raw, Mapping) else {primary: raw}
+    for model, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(
+                f"config['max_concurrency'][{model!r}]: concurrency must be a whole number >= 1, "
+                f"got {value!r}"
+            )
+    return limits
+
+
 def _float(value: Any, key: str) -> float:
     try:
         number = float(value)
@@ -279,6 +295,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         request_limit=_parse_limits(config.get("request_limit"), "request_limit", name),
         budget=_budget(config.get("budget_usd")),
         max_connections=_max_connections(config.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+        max_concurrency=_parse_concurrency(config.get("max_concurrency"), name),
     )
 
 

@@ -1,6 +1,7 @@
 """The limits one LLM call takes before its request is sent, and settles once the bill is known.
 
-A call reserves, in this order and each only when configured: an in-flight slot (``max_concurrency``),
+A call reserves, in this order and each only when configured: an in-flight slot (``max_concurrency``,
+key ``("client|concurrency", model)``, held until the call settles),
 one request unit (``("client|request", model)``), then its tokens (``("client", model)``: the prompt, images
 by the provider's formula, plus the expected completion, see :mod:`lmi.llms.token_estimate`). If a later
 step fails or is cancelled, the earlier ones are handed back: nothing is charged for a call never made.
@@ -24,6 +25,7 @@ from lmi.llms.token_estimate import CompletionHistory, estimate_request_tokens
 if TYPE_CHECKING:
     from lmi.llms.config import Deployment, ModelSettings
     from lmi.rate_limiter import GlobalRateLimiter
+    from lmi.rate_limiter.concurrency import ConcurrencySlot
     from lmi.rate_limiter.reservation import Reservation
 
 logger = logging.getLogger(__name__)
@@ -44,32 +46,45 @@ def _limiter() -> GlobalRateLimiter:
 class CallLimits:
     """What one call holds in the limiter between :func:`reserve_call` and its settlement."""
 
-    __slots__ = ("choices", "model", "requests", "tokens")
+    __slots__ = ("choices", "model", "requests", "slot", "tokens")
 
     def __init__(
-        self, model: str, requests: Reservation | None, tokens: Reservation | None, choices: int
+        self,
+        model: str,
+        requests: Reservation | None,
+        tokens: Reservation | None,
+        choices: int,
+        slot: ConcurrencySlot | None = None,
     ) -> None:
         self.model = model
         self.requests = requests
         self.tokens = tokens
         self.choices = choices
+        self.slot = slot
 
     async def settle(self, billed_tokens: int, completion_tokens: int) -> None:
         """The provider answered and billed ``billed_tokens`` (``completion_tokens`` of them completion)."""
         COMPLETIONS.record(self.model, -(-completion_tokens // max(self.choices, 1)))
         if self.tokens is not None:
             await _finish(self.tokens.settle(billed_tokens), self.model)
+        await self._free_slot()
 
     async def failed(self) -> None:
         """The request went out but nothing was billed: its request unit stays, its tokens go back."""
         if self.tokens is not None:
             await _finish(self.tokens.cancel(), self.model)
+        await self._free_slot()
 
     async def cancel(self) -> None:
         """The request never went out: everything goes back."""
         for reservation in (self.tokens, self.requests):
             if reservation is not None:
                 await _finish(reservation.cancel(), self.model)
+        await self._free_slot()
+
+    async def _free_slot(self) -> None:
+        if self.slot is not None:
+            await _finish(self.slot.release(), self.model)
 
 
 NO_LIMITS = CallLimits("", None, None, 1)
@@ -103,16 +118,20 @@ async def reserve_call(
     request_key, token_key = ("client|request", name), ("client", name)
     request_limit = settings.request_limit.get(name)
     token_limit = settings.rate_limit.get(name)
+    concurrency = settings.max_concurrency.get(name)
     limits_requests = request_limit is not None or request_key in limiter.rate_config
     limits_tokens = token_limit is not None or token_key in limiter.rate_config
-    if not (limits_requests or limits_tokens):
+    if not (limits_requests or limits_tokens or concurrency):
         return NO_LIMITS
-    requests = None
-    if limits_requests:
-        requests = await limiter.reserve(request_key, rate_limit=request_limit, latency=REQUEST_LATENCY)
-    tokens = None
-    if limits_tokens:
-        try:
+    slot = None
+    if concurrency:
+        slot = limiter.concurrency(("client|concurrency", name), concurrency)
+        await slot.acquire()
+    requests = tokens = None
+    try:
+        if limits_requests:
+            requests = await limiter.reserve(request_key, rate_limit=request_limit, latency=REQUEST_LATENCY)
+        if limits_tokens:
             estimate = estimate_request_tokens(request, deployment.model, COMPLETIONS)
             cap = limiter.limit_for(token_key, token_limit)
             if cap is not None:
@@ -120,9 +139,8 @@ async def reserve_call(
             tokens = await limiter.reserve(
                 token_key, rate_limit=token_limit, weight=estimate, latency=REQUEST_LATENCY
             )
-        except BaseException:
-            if requests is not None:
-                await _finish(requests.cancel(), name)
-            raise
+    except BaseException:
+        await CallLimits(name, requests, None, 1, slot).cancel()
+        raise
     choices = request.get("n") or 1
-    return CallLimits(name, requests, tokens, choices if isinstance(choices, int) else 1)
+    return CallLimits(name, requests, tokens, choices if isinstance(choices, int) else 1, slot)

@@ -7,11 +7,19 @@ import contextlib
 import logging
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, NoReturn, TypedDict, TypeVar
 
 from lmi.exceptions import RateLimitTimeout, RedisUnavailableError
 from lmi.rate_limiter.backend import Backend, WindowState
+from lmi.rate_limiter.concurrency import (
+    DEFAULT_LEASE_SECONDS,
+    ConcurrencySlot,
+    MemorySlots,
+    RedisLeases,
+    check_concurrency,
+)
 from lmi.rate_limiter.memory import MemoryBackend
 from lmi.rate_limiter.parsing import (
     RateConfig,
@@ -94,7 +102,11 @@ class GlobalRateLimiter:
         self.redis_timeout = redis_timeout
         self._redis_url = normalize_redis_url(redis_url) if redis_url else None
         self._memory = MemoryBackend()
+        self._slots = MemorySlots()
         self._redis: RedisBackend | None = None
+        self._leases: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisLeases] = (
+            weakref.WeakKeyDictionary()
+        )
         self._resolved = False
         self._redis_retry_at = 0.0
 
@@ -234,7 +246,7 @@ class GlobalRateLimiter:
             await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
         try:
             while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
-                await _sleep_until(backend.monotonic(grant.at) - latency)
+                await _sleep_until(max(backend.monotonic(grant.at), time.monotonic() + grant.wait) - latency)
                 grant = await backend.commit(namespace, key, spec, grant, units, latency)
                 if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)
@@ -303,8 +315,50 @@ class GlobalRateLimiter:
             for pair, state in chosen.items()
         }
 
+    def concurrency(
+        self,
+        namespace_and_key: NamespaceAndKey,
+        limit: int,
+        *,
+        lease: float = DEFAULT_LEASE_SECONDS,
+        acquire_timeout: float | None = None,
+    ) -> ConcurrencySlot:
+        """``async with limiter.concurrency(key, n):`` — at most ``n`` holders of ``key`` at once.
+
+        With Redis the limit holds across processes through leases of ``lease`` seconds, renewed while
+        held: a process that dies without releasing (``kill -9``) holds its slot until its lease
+        expires, no longer. Waiters are served in arrival order within a process and woken by releases
+        (no polling). Raises ``ValueError`` naming a ``limit`` < 1 or a ``lease`` <= 0,
+        :class:`RateLimitTimeout` after ``acquire_timeout`` (default as for :meth:`try_acquire`) and
+        :class:`RedisUnavailableError` as :meth:`try_acquire` does.
+        """
+        limit, lease = check_concurrency(limit, lease)
+        pair = (namespace_and_key[0], namespace_and_key[1])
+
+        async def acquire() -> Callable[[], Awaitable[None]]:
+            timeout = acquire_timeout_seconds(acquire_timeout)
+            backend = self._active()
+            if backend is self._redis:
+                loop = asyncio.get_running_loop()  # pub/sub connections belong to one loop
+                leases = self._leases.get(loop)
+                if leases is None:
+                    leases = self._leases[loop] = RedisLeases(self._redis)
+                try:
+                    return await leases.acquire(pair, limit, lease, timeout)
+                except RedisUnavailableError as exc:
+                    if not self.fallback_to_memory:
+                        raise
+                    logger.warning("%s; limiting concurrency in this process only", exc)
+                    self._redis_retry_at = time.monotonic() + FALLBACK_RETRY_SECONDS
+            return await self._slots.acquire(pair, limit, timeout)
+
+        return ConcurrencySlot(acquire)
+
     async def aclose(self) -> None:
         """Close the Redis connections this event loop opened (the limiter stays usable)."""
+        leases = self._leases.pop(asyncio.get_running_loop(), None)
+        if leases is not None:
+            await leases.aclose()
         if self._redis is not None:
             await self._redis.aclose()
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 from lmi.rate_limiter.backend import Grant, WindowState
 from lmi.rate_limiter.parsing import WindowSpec
@@ -22,58 +23,64 @@ _CLOCK_TOLERANCE = 1e-6
 
 
 _QUEUE_STEP = 1e-6
+# Entries count this much longer than their period: a caller proceeds a few µs after its entry is
+# stamped, not always equally late, and one period after another caller is not one period after its
+# release unless the window keeps that slack.
+RELEASE_GUARD_SECONDS = 0.0005
 
 
-class _Entry:
-    __slots__ = ("at", "committed", "live", "weight")
+# An entry is a plain list (a window holds one per acquisition in its period, so they stay small):
+# [monotonic time from which the weight counts, weight, committed, live]. `committed` is False while
+# its caller has not been released yet; `live` False once trimmed or released (it counts nowhere).
+AT, WEIGHT, COMMITTED, LIVE = range(4)
 
-    def __init__(self, at: float, weight: int, committed: bool) -> None:
-        self.at = at  # monotonic time from which the weight counts
-        self.weight = weight
-        self.live = True  # False once trimmed or released: it no longer counts anywhere
-        self.committed = committed  # False while its caller has not been released yet
+
+def _entry(at: float, weight: int, committed: bool) -> list[Any]:
+    return [at, weight, committed, True]
 
 
 class _Window:
     __slots__ = ("entries", "spec", "total")
 
     def __init__(self, spec: WindowSpec) -> None:
-        self.entries: deque[_Entry] = deque()  # in time order
+        self.entries: deque[list[Any]] = deque()  # in time order
         self.total = 0  # sum of the weights in `entries`
         self.spec = spec
 
     def trim(self, now: float, period: float) -> None:
         horizon = now - period
         entries = self.entries
-        while entries and entries[0].at <= horizon:
+        while entries and entries[0][AT] <= horizon:
             entry = entries.popleft()
-            entry.live = False
-            self.total -= entry.weight
+            entry[LIVE] = False
+            self.total -= entry[WEIGHT]
 
-    def blocking_time(self, end: float, room: int, period: float, skip: _Entry | None = None) -> float | None:
+    def blocking_time(
+        self, end: float, room: int, period: float, skip: list[Any] | None = None
+    ) -> float | None:
         """When the window ending at ``end`` would hold at most ``room`` units of the entries no newer
         than ``end`` (``skip`` aside): None if it does now, else the time the blocking entry leaves."""
         horizon = end - period
         counted = 0
         for entry in reversed(self.entries):
-            if entry.at > end or entry is skip:
+            if entry[AT] > end or entry is skip:
                 continue
-            if entry.at <= horizon:
+            if entry[AT] <= horizon:
                 break
-            if counted + entry.weight > room:
-                return entry.at + period  # once this entry leaves, the newer ones fit
-            counted += entry.weight
+            if counted + entry[WEIGHT] > room:
+                return entry[AT] + period  # once this entry leaves, the newer ones fit
+            counted += entry[WEIGHT]
         return None
 
-    def insert(self, entry: _Entry) -> None:
+    def insert(self, entry: list[Any]) -> None:
         """Insert in time order; new entries belong at (or near) the end."""
         entries = self.entries
         index = len(entries)
-        while index and entries[index - 1].at > entry.at:
+        while index and entries[index - 1][AT] > entry[AT]:
             index -= 1
         entries.insert(index, entry)
 
-    def remove(self, entry: _Entry) -> None:
+    def remove(self, entry: list[Any]) -> None:
         entries = self.entries
         for index in range(len(entries) - 1, -1, -1):  # reservations sit at the end
             if entries[index] is entry:
@@ -104,7 +111,7 @@ class MemoryBackend:
         """The earliest time >= max(now, last entry) at which ``weight`` fits (first come, first served)."""
         spec, entries = window.spec, window.entries
         # Strictly after the last entry: wake-ups keep the order of the queue.
-        start = entries[-1].at + _QUEUE_STEP if entries and entries[-1].at >= now else now
+        start = entries[-1][AT] + _QUEUE_STEP if entries and entries[-1][AT] >= now else now
         if window.total + weight <= spec.amount:
             return start  # every window holds at most `total`
         blocked_until = window.blocking_time(start, spec.amount - weight, period)
@@ -119,18 +126,18 @@ class MemoryBackend:
     ) -> Grant:
         # With a latency the caller's use counts from `latency` after its release, and whatever
         # counts at its release counts against it: the window it is checked in grows by as much.
-        period = spec.period_seconds + latency
+        period = spec.period_seconds + latency + RELEASE_GUARD_SECONDS
         with self._lock:
             now = time.monotonic() + latency
             window = self._window(namespace, key, spec)
             entries = window.entries
-            if entries and entries[0].at <= now - period:
+            if entries and entries[0][AT] <= now - period:
                 window.trim(now, period)
             at = self._place(window, now, weight, period)
             wait = at - now
             if wait > max_wait:
                 return Grant(False, wait, at + self._unix_offset)
-            entry = _Entry(at, weight, wait <= 0)
+            entry = _entry(at, weight, wait <= 0)
             entries.append(entry)
             window.total += weight
         return Grant(True, wait, at + self._unix_offset, entry)
@@ -139,46 +146,46 @@ class MemoryBackend:
         self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int, latency: float = 0.0
     ) -> Grant:
         entry = grant.token
-        assert isinstance(entry, _Entry)
-        period = spec.period_seconds + latency
+        assert isinstance(entry, list)
+        period = spec.period_seconds + latency + RELEASE_GUARD_SECONDS
         with self._lock:
             now = time.monotonic() + latency
             window = self._window(namespace, key, spec)
             window.trim(now, period)
-            if not entry.live:  # it was trimmed: its caller woke more than a period late
-                entry.live, entry.at = True, self._place(window, now, entry.weight, period)
+            if not entry[LIVE]:  # it was trimmed: its caller woke more than a period late
+                entry[LIVE], entry[AT] = True, self._place(window, now, entry[WEIGHT], period)
                 window.entries.append(entry)
-                window.total += entry.weight
+                window.total += entry[WEIGHT]
             else:
-                now = max(now, entry.at)  # a timer may fire a hair early: measured at its turn
-                blocked_until = window.blocking_time(now, spec.amount - entry.weight, period, entry)
+                now = max(now, entry[AT])  # a timer may fire a hair early: measured at its turn
+                blocked_until = window.blocking_time(now, spec.amount - entry[WEIGHT], period, entry)
                 window.remove(entry)
-                entry.at = now if blocked_until is None else blocked_until
-                entry.committed = blocked_until is None
+                entry[AT] = now if blocked_until is None else blocked_until
+                entry[COMMITTED] = blocked_until is None
                 window.insert(entry)
-            return Grant(True, max(0.0, entry.at - now), entry.at + self._unix_offset, entry)
+            return Grant(True, max(0.0, entry[AT] - now), entry[AT] + self._unix_offset, entry)
 
     async def release(self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int) -> None:
         entry = grant.token
         with self._lock:
             window = self._windows.get((namespace, key))
-            if window is None or not isinstance(entry, _Entry) or not entry.live:
+            if window is None or not isinstance(entry, list) or not entry[LIVE]:
                 return
             window.remove(entry)
-            entry.live = False
-            window.total -= entry.weight  # what it holds now: an adjust may have drained it already
+            entry[LIVE] = False
+            window.total -= entry[WEIGHT]  # what it holds now: an adjust may have drained it already
 
     async def settle(
         self, namespace: str, key: str, spec: WindowSpec, grant: Grant, reserved: int, used: int
     ) -> None:
         entry = grant.token
-        assert isinstance(entry, _Entry)
+        assert isinstance(entry, list)
         with self._lock:
             window = self._window(namespace, key, spec)
-            current = entry.weight if entry.live else reserved
+            current = entry[WEIGHT] if entry[LIVE] else reserved
             if used < current:
-                if entry.live:
-                    entry.weight = used
+                if entry[LIVE]:
+                    entry[WEIGHT] = used
                     window.total -= current - used
                 return
         if used > current:
@@ -192,7 +199,7 @@ class MemoryBackend:
             window = self._window(namespace, key, spec)
             window.trim(now, spec.period_seconds)
             if delta > 0:
-                window.insert(_Entry(now, delta, True))  # counted from now, ahead of pending reservations
+                window.insert(_entry(now, delta, True))  # counted from now, ahead of pending reservations
                 window.total += delta
                 return delta
             newest = now if charged_at is None else min(now, charged_at - self._unix_offset)
@@ -200,10 +207,10 @@ class MemoryBackend:
                 return 0  # that charge has already left the window
             wanted = -delta
             for entry in window.entries:  # oldest first: they leave the window no later than the charge
-                if entry.at > newest + _CLOCK_TOLERANCE or wanted == 0:
+                if entry[AT] > newest + _CLOCK_TOLERANCE or wanted == 0:
                     break
-                taken = min(entry.weight, wanted)
-                entry.weight -= taken
+                taken = min(entry[WEIGHT], wanted)
+                entry[WEIGHT] -= taken
                 wanted -= taken
             released = -delta - wanted
             window.total -= released
@@ -216,10 +223,11 @@ class MemoryBackend:
             for (namespace, key), window in list(self._windows.items()):
                 spec = specs.get((namespace, key), window.spec)
                 horizon = now - spec.period_seconds
-                # Reservations whose callers were not released yet are not used yet.
-                entries = [entry for entry in window.entries if horizon < entry.at <= now and entry.committed]
-                used = sum(entry.weight for entry in entries)
-                oldest = entries[0].at if entries else now
+                # Committed entries count (a caller's latency may stamp them a moment ahead); reservations
+                # whose callers were not released yet do not.
+                entries = [entry for entry in window.entries if entry[AT] > horizon and entry[COMMITTED]]
+                used = sum(entry[WEIGHT] for entry in entries)
+                oldest = min(entries[0][AT], now) if entries else now
                 states.append(WindowState(namespace, key, spec, used, oldest + self._unix_offset))
         return states
 

@@ -39,9 +39,11 @@ if TYPE_CHECKING:
 KEY_PREFIX = "lmi:rl:"
 _MICROS = 1_000_000
 # Windows are kept this much longer than their period in Redis: a caller is released when the script's
-# answer reaches it, a little after the server stamped its entry, and not equally late every time.
-RELEASE_GUARD_SECONDS = 0.003
+# answer reaches it, a little after the server stamped its entry, and not equally late every time (its
+# process may wait for a core). 1.5% of a one-second window, nothing of a minute.
+RELEASE_GUARD_SECONDS = 0.015
 _CLOCK_STEP_US = 5_000
+_MAX_UNCERTAINTY_US = 20_000
 
 _SCRIPT = """
 local entries, meta = KEYS[1], KEYS[2]
@@ -189,8 +191,9 @@ if op == 'acquire' then
 elseif op == 'commit' then
   local id, at, weight = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   now, period = now + tonumber(ARGV[8]), period + tonumber(ARGV[8])
-  -- A caller whose clock runs a little ahead of ours wakes a little early: it is measured at its turn.
-  if now < at then now = at end
+  -- A caller whose clock runs a little ahead of the server's woke early: it sleeps the rest (its turn
+  -- stays reserved) rather than proceed before its time.
+  if now < at then return {1, at - now, at, id} end
   local sum = trim()
   local index, w, text = find(id, at)
   if not index then  -- trimmed: its caller woke a whole period late; it queues again
@@ -275,9 +278,9 @@ elseif op == 'status' then
     for i = #batch, 1, -1 do
       local ts, w, id = parse(batch[i])
       if ts <= horizon then done = true break end
-      if ts <= now and id > 0 then  -- reservations whose callers were not released yet are not used
+      if id > 0 then  -- committed (a caller's latency may stamp it a moment ahead); not reservations
         used = used + w
-        oldest = ts
+        oldest = math.min(ts, now)
       end
     end
     if #batch < BATCH then done = true end
@@ -298,6 +301,13 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
     return (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+@lru_cache(maxsize=1)
+def _no_script_error() -> type[BaseException]:
+    from redis.exceptions import NoScriptError
+
+    return NoScriptError
 
 
 @lru_cache(maxsize=4096)
@@ -331,11 +341,11 @@ def _spec_from_stored(cap: int, name: str) -> WindowSpec | None:
 class _LoopConnection:
     """A client for one event loop (redis.asyncio connections belong to the loop that opened them)."""
 
-    __slots__ = ("client", "script_known", "turn")
+    __slots__ = ("client", "known_scripts", "turn")
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self.script_known = False
+        self.known_scripts: set[str] = set()  # SHAs the server is known to hold
         # One call at a time, in call order (asyncio.Lock is FIFO): the server sees this process's
         # acquisitions in the order they were made, from the first call on (when the script loads).
         self.turn = asyncio.Lock()
@@ -360,6 +370,7 @@ class RedisBackend:
         self._deadline_offset_us = 0
         self._unix_to_monotonic = time.time() - time.monotonic()
         self.round_trips = 0  # script calls sent (for the benchmarks)
+        self.last_sent = 0.0  # when the latest script call was written (after waiting for its turn)
 
     def _connection(self) -> _LoopConnection:
         loop = asyncio.get_running_loop()
@@ -399,26 +410,35 @@ class RedisBackend:
         )
 
     async def _run(self, keys: tuple[str, str], *args: Any) -> Any:
+        return await self.run_script(_SCRIPT, _SCRIPT_SHA, keys, args)
+
+    async def run_script(self, script: str, sha: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        """One round trip: ``script`` (sent by SHA once the server knows it) on ``keys`` with ``args``,
+        in call order among this loop's calls, within ``timeout``."""
         connection = self._connection()
         try:
             async with asyncio.timeout(self.timeout), connection.turn:
                 self.round_trips += 1
-                return await self._call_script(connection, keys, args)
+                self.last_sent = time.time()
+                if sha in connection.known_scripts:
+                    try:
+                        return await connection.client.evalsha(sha, len(keys), *keys, *args)
+                    except _no_script_error():  # the server lost it (restart, SCRIPT FLUSH)
+                        connection.known_scripts.discard(sha)
+                        self.last_sent = time.time()
+                result = await connection.client.eval(script, len(keys), *keys, *args)  # also caches it
+                connection.known_scripts.add(sha)
+                return result
         except _transport_errors() as exc:
             raise self._unavailable(exc) from exc
 
-    @staticmethod
-    async def _call_script(connection: _LoopConnection, keys: tuple[str, str], args: tuple[Any, ...]) -> Any:
-        from redis.exceptions import NoScriptError
+    def client(self) -> Redis:
+        """The running loop's client (for what is not a script: pub/sub, scans)."""
+        return self._connection().client
 
-        if connection.script_known:
-            try:
-                return await connection.client.evalsha(_SCRIPT_SHA, 2, *keys, *args)
-            except NoScriptError:  # the server lost it (restart, SCRIPT FLUSH)
-                connection.script_known = False
-        result = await connection.client.eval(_SCRIPT, 2, *keys, *args)  # EVAL also caches it
-        connection.script_known = True
-        return result
+    def deadline_offset_ms(self) -> int:
+        """What to add to our Unix time (ms) to get the server's, erring low (see :meth:`acquire`)."""
+        return self._deadline_offset_us // 1000
 
     @staticmethod
     def _args(op: str, spec: WindowSpec) -> tuple[Any, ...]:
@@ -437,13 +457,12 @@ class RedisBackend:
                 keys, *self._args("acquire", spec), weight, max_wait_us, deadline, round(latency * _MICROS)
             )
             received = round(time.time() * _MICROS)
+            written = round(self.last_sent * _MICROS)
             server_now = int(at) if status == 2 else int(at - wait) - round(latency * _MICROS)
-            # The script ran between `sent` and `received`: measured against `received`, the offset errs
-            # low, so the deadline the server sees is never later than the moment we give up.
+            # The script ran between `written` and `received`: measured against `received`, the offset
+            # errs low, so the deadline the server sees is never later than the moment we give up.
             self._deadline_offset_us = server_now - received
-            self._measured_offset(
-                server_now - (round(sent * _MICROS) + received) // 2, received - round(sent * _MICROS)
-            )
+            self._measured_offset(server_now - (written + received) // 2, received - written)
             if status != 2:
                 break
             # Refused as past our deadline, yet answered in time: the offset was off; once more.
@@ -462,8 +481,11 @@ class RedisBackend:
             self._clock_offset_us, self._clock_round_trip_us = offset_us, round_trip_us
 
     def monotonic(self, at: float) -> float:
-        """Our ``time.monotonic()`` at the server's Unix time ``at``."""
-        return at - self._clock_offset_us / _MICROS - self._unix_to_monotonic
+        """Our ``time.monotonic()`` at the server's Unix time ``at``, give or take half the quickest round
+        trip: we aim that much later, so that a commit never reaches the server before its time (which
+        would cost a round trip and could let a later turn overtake)."""
+        uncertainty = min(self._clock_round_trip_us, _MAX_UNCERTAINTY_US) / 2
+        return at - (self._clock_offset_us - uncertainty) / _MICROS - self._unix_to_monotonic
 
     async def commit(
         self, namespace: str, key: str, spec: WindowSpec, grant: Grant, weight: int, latency: float = 0.0
@@ -502,7 +524,7 @@ class RedisBackend:
 
     async def windows(self, specs: Mapping[tuple[str, str], WindowSpec]) -> list[WindowState]:
         """Every window in the server, from any process (found with SCAN, read with the script)."""
-        client = self._connection().client
+        client = self.client()
         found: list[tuple[str, str]] = []
         try:
             async with asyncio.timeout(self.timeout):
