@@ -7,8 +7,8 @@ Redis figures also count client round trips (``EVAL``/``EVALSHA`` calls in ``INF
 run inside scripts are not round trips) and the server's CPU (``INFO cpu``) per acquisition.
 
 The previous version is taken from git (``--previous``, default ``691c058``) into a temporary package
-``lmi_prev``; both run in the same way, alternating in rounds; the densest window is the worst round, the other
-figures the median over rounds.
+``lmi_prev``; both run in the same way, alternating in rounds; the densest window is the worst round,
+the other figures the median over rounds.
 
 1. memory: 100 waiters in one event loop on a loop that is late by 0-6 ms now and then (40 per s);
 2. Redis, contended: 6 processes x 40 waiters (60 per s);
@@ -202,9 +202,8 @@ def main() -> None:
                 add(package, "redis uncontended: round trips per acquisition", trips)
                 add(package, "redis uncontended: server CPU per acquisition (µs)", cpu)
     width = max(len(name) for name in results["lmi"])
-    print(
-        f"{'(densest: max, others: median of ' + str(args.rounds) + ' rounds)':<{width}}  {'this version':>12}  {'previous':>12}"
-    )
+    title = f"(densest: max, others: median of {args.rounds} rounds)"
+    print(f"{title:<{width}}  {'this version':>12}  {'previous':>12}")
     for name, values in results["lmi"].items():
         pick = max if "densest" in name else statistics.median  # exactness is about the worst round
         ours, previous = pick(values), pick(results["lmi_prev"][name])
