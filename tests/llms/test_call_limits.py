@@ -241,3 +241,23 @@ def test_max_concurrency_must_be_a_positive_whole_number() -> None:
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError, match="concurrency"):
             LiteLLMModel(name="gpt-4o-mini", config={"max_concurrency": {"gpt-4o-mini": bad}})
+
+
+async def test_without_max_tokens_the_window_exceeds_the_limit_by_one_call_at_most(
+    replay: ReplayServer,
+) -> None:
+    recording = "openai-chat-b2b746"  # no max_tokens: billed 23 + 331 = 354, far over a first guess
+    billed = _billed(recording)
+    name = _unique("no-max-tokens")
+    limit = 800
+    llm = _model(replay, recording, name, rate_limit={name: f"{limit} per 1 second"})
+    question = recorded(recording)["request"]["messages"]
+    for _ in range(5):  # one at a time
+        await llm.call_single(question)
+    arrivals = sorted(received.at for received in replay.requests_for(recording))
+    assert len(arrivals) == 5
+    # The README's bound for calls made one at a time: the limit plus one call's excess over its
+    # reservation (at most its whole bill).
+    assert max_in_any_window([(at, billed) for at in arrivals], 1.0) <= limit + billed
+    # After the first call the expected completion is learned: the limit then holds exactly.
+    assert max_in_any_window([(at, billed) for at in arrivals[1:]], 1.0) <= limit

@@ -132,7 +132,7 @@ async def reserve_call(
         if limits_requests:
             requests = await limiter.reserve(request_key, rate_limit=request_limit, latency=REQUEST_LATENCY)
         if limits_tokens:
-            estimate = estimate_request_tokens(request, deployment.model, COMPLETIONS)
+            estimate = estimate_request_tokens(request, deployment.model, COMPLETIONS, name)
             cap = limiter.limit_for(token_key, token_limit)
             if cap is not None:
                 estimate = min(estimate, cap)  # a bigger call may still fit; the settle counts the rest

@@ -234,11 +234,14 @@ def completion_budget(request: Mapping[str, Any]) -> int | None:
     return None
 
 
-def estimate_request_tokens(request: Mapping[str, Any], model: str, history: CompletionHistory) -> int:
-    """Prompt plus expected completion for every choice (``n``)."""
+def estimate_request_tokens(
+    request: Mapping[str, Any], model: str, history: CompletionHistory, history_key: str | None = None
+) -> int:
+    """Prompt plus expected completion for every choice (``n``); ``model`` picks the tokenizer margins
+    and image formula, ``history_key`` (default ``model``) the completions seen."""
     prompt = estimate_prompt_tokens(request.get("messages") or (), model, _request_text(request))
     if request.get("thinking") and is_anthropic(model):
         prompt += ANTHROPIC_THINKING_OVERHEAD
     choices = request.get("n") or 1
-    per_choice = completion_budget(request) or history.expected(model)
+    per_choice = completion_budget(request) or history.expected(history_key or model)
     return prompt + per_choice * (choices if isinstance(choices, int) and choices > 0 else 1)
