@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from lmi.exceptions import RateLimitTimeout
-from lmi.rate_limiter import GlobalRateLimiter
+from lmi.rate_limiter import GlobalRateLimiter, RedisUnavailableError
+from tests.rate_limiter.conftest import RedisServer, pause, resume
 
 KEY = ("client", "held")
 MakeLimiter = Callable[..., GlobalRateLimiter]
@@ -132,3 +133,19 @@ async def test_a_held_lease_is_renewed_past_its_length(redis_url: str) -> None:
         pass
     await holder.aclose()
     await other.aclose()
+
+
+async def test_a_frozen_redis_is_one_clear_error(private_redis_server: RedisServer) -> None:
+    limiter = GlobalRateLimiter(redis_url=private_redis_server.url, redis_timeout=0.5)
+    pause(private_redis_server)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisUnavailableError):
+            async with limiter.concurrency(KEY, 2, acquire_timeout=30):
+                pass
+    finally:
+        resume(private_redis_server)
+    assert time.monotonic() - started < 0.5 + 0.5
+    async with limiter.concurrency(KEY, 2, acquire_timeout=5):  # and it works once Redis is back
+        pass
+    await limiter.aclose()

@@ -150,15 +150,20 @@ class RedisLeases:
     async def _subscribe(self, channel: str) -> None:
         """Listen for releases on ``channel`` (returns once the server confirmed the subscription)."""
         event = self._subscribed.get(channel)
-        if event is None:
-            event = self._subscribed[channel] = asyncio.Event()
-            if self._pubsub is None:
-                self._pubsub = self._backend.client().pubsub()
-            await self._pubsub.subscribe(channel)
-            if self._listener is None or self._listener.done():
-                self._listener = asyncio.get_running_loop().create_task(self._listen())
-        async with asyncio.timeout(self._backend.timeout):
-            await event.wait()
+        failures: tuple[type[BaseException], ...] = (TimeoutError, *self._backend.transport_errors())
+        try:
+            async with asyncio.timeout(self._backend.timeout):
+                if event is None:
+                    event = self._subscribed[channel] = asyncio.Event()
+                    if self._pubsub is None:
+                        self._pubsub = self._backend.client().pubsub()
+                    await self._pubsub.subscribe(channel)
+                    if self._listener is None or self._listener.done():
+                        self._listener = asyncio.get_running_loop().create_task(self._listen())
+                await event.wait()
+        except failures as exc:
+            self._subscribed.pop(channel, None)  # try again next time
+            raise self._backend.unavailable(exc) from exc
 
     async def _listen(self) -> None:
         async for message in self._pubsub.listen():

@@ -155,7 +155,11 @@ class RedisBackend:
         self._last = (loop, connection)
         return connection
 
-    def _unavailable(self, exc: BaseException) -> RedisUnavailableError:
+    @staticmethod
+    def transport_errors() -> tuple[type[BaseException], ...]:
+        return _transport_errors()
+
+    def unavailable(self, exc: BaseException) -> RedisUnavailableError:
         from redis.exceptions import AuthenticationError
 
         if isinstance(exc, AuthenticationError):  # Redis answered: the password is wrong or missing
@@ -192,7 +196,7 @@ class RedisBackend:
                 connection.known_scripts.add(sha)
                 return result
         except _transport_errors() as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
 
     def client(self) -> Redis:
         """The running loop's client (for what is not a script: pub/sub, scans)."""
@@ -299,7 +303,7 @@ class RedisBackend:
                     if parsed is not None:
                         found.append(parsed)
         except _transport_errors() as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
         states = []
         for namespace, key in found:
             configured = specs.get((namespace, key))
