@@ -246,7 +246,8 @@ class GlobalRateLimiter:
             await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
         try:
             while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
-                await _sleep_until(max(backend.monotonic(grant.at), time.monotonic() + grant.wait) - latency)
+                # `at` is when the units count; we proceed `latency` before (`wait` already allows for it).
+                await _sleep_until(max(backend.monotonic(grant.at) - latency, time.monotonic() + grant.wait))
                 grant = await backend.commit(namespace, key, spec, grant, units, latency)
                 if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)
