@@ -208,7 +208,9 @@ async def test_a_settle_failure_after_the_bill_loses_neither_record_nor_budget(
     async def stalled_redis(*args: Any) -> None:
         raise ConnectionError("the limiter's store did not answer")
 
-    monkeypatch.setattr(LiteLLMModel, "_settle", staticmethod(stalled_redis))
+    from lmi.rate_limiter.reservation import Reservation
+
+    monkeypatch.setattr(Reservation, "settle", stalled_redis)
     name = f"settle-{uuid.uuid4().hex[:6]}"
     llm = model(replay, num_retries=0)
     llm = LiteLLMModel(
@@ -222,8 +224,9 @@ async def test_a_settle_failure_after_the_bill_loses_neither_record_nor_budget(
         },
     )
     before = GLOBAL_COST_TRACKER.lifetime_cost_usd
-    with cost_tracking_ctx(budget_usd=1.0) as block, pytest.raises(Exception, match="did not answer"):
-        await llm.call_single(PROMPT)
+    with cost_tracking_ctx(budget_usd=1.0) as block:
+        result = await llm.call_single(PROMPT)  # the limiter's trouble is logged: the paid answer returns
+    assert result.text
     assert GLOBAL_COST_TRACKER.lifetime_cost_usd - before == pytest.approx(call_cost(), abs=1e-12)
     status = await block.status()
     assert status.spent_usd == pytest.approx(call_cost(), abs=2e-9)
