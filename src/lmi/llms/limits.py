@@ -6,7 +6,8 @@ one request unit (``("client|request", model)``), then its tokens (``("client", 
 by the provider's formula, plus the expected completion, see :mod:`lmi.llms.token_estimate`). If a later
 step fails or is cancelled, the earlier ones are handed back: nothing is charged for a call never made.
 
-Transports call :func:`reserve_call` immediately before writing the request, then exactly one of
+Transports call :func:`reserve_call` immediately before writing the request (``LiteLLMModel`` passes
+it to them as their ``before_send`` hook), then exactly one of
 :meth:`CallLimits.settle` (a response and its bill), :meth:`CallLimits.failed` (the request went out, no
 bill) or :meth:`CallLimits.cancel` (it never went out). None of these three raises: the answer is paid
 for, so a limiter in trouble after the call is logged, never turned into an error that would send the
@@ -20,6 +21,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from lmi import telemetry
 from lmi.llms.token_estimate import CompletionHistory, estimate_request_tokens
 
 if TYPE_CHECKING:
@@ -126,19 +128,24 @@ async def reserve_call(
     slot = None
     if concurrency:
         slot = limiter.concurrency(("client|concurrency", name), concurrency)
-        await slot.acquire()
+        with telemetry.waiting("rate_limit", rate_limit_key=f"client|concurrency|{name}", weight=1):
+            await slot.acquire()
     requests = tokens = None
     try:
         if limits_requests:
-            requests = await limiter.reserve(request_key, rate_limit=request_limit, latency=REQUEST_LATENCY)
+            with telemetry.waiting("rate_limit", rate_limit_key="|".join(request_key), weight=1):
+                requests = await limiter.reserve(
+                    request_key, rate_limit=request_limit, latency=REQUEST_LATENCY
+                )
         if limits_tokens:
             estimate = estimate_request_tokens(request, deployment.model, COMPLETIONS, name)
             cap = limiter.limit_for(token_key, token_limit)
             if cap is not None:
                 estimate = min(estimate, cap)  # a bigger call may still fit; the settle counts the rest
-            tokens = await limiter.reserve(
-                token_key, rate_limit=token_limit, weight=estimate, latency=REQUEST_LATENCY
-            )
+            with telemetry.waiting("rate_limit", rate_limit_key="|".join(token_key), weight=estimate):
+                tokens = await limiter.reserve(
+                    token_key, rate_limit=token_limit, weight=estimate, latency=REQUEST_LATENCY
+                )
     except BaseException:
         await CallLimits(name, requests, None, 1, slot).cancel()
         raise
