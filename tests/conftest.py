@@ -12,6 +12,7 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
 os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key")
 os.environ.pop("REDIS_URL", None)
+os.environ.pop("LMI_CACHE", None)  # a developer's own cache must not answer the tests
 
 from tests.replay import ReplayServer
 

@@ -178,6 +178,10 @@ class LLMResult(BaseModel):
     date: datetime = Field(default_factory=lambda: datetime.now(UTC))
     logprob: float | None = None
     provider_response_id: str | None = None
+    cache_hit: bool = Field(default=False, description="True when the answer came from the response cache.")
+    cost_saved: float = Field(
+        default=0.0, description="On a cache hit, what the stored answer cost (USD): saved by this call."
+    )
 
     def __str__(self) -> str:
         return self.text or ""

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS cost_ledger (
     cost_usd REAL NOT NULL,
     tag TEXT,
     pid INTEGER NOT NULL,
-    unpriced INTEGER NOT NULL DEFAULT 0
+    unpriced INTEGER NOT NULL DEFAULT 0,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    saved_usd REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS cost_ledger_timestamp ON cost_ledger (timestamp);
 """
@@ -53,11 +55,14 @@ _ADDED_COLUMNS = {
     "error": "TEXT",  # the error type of a failed attempt; NULL for a billed call
     "trace_id": "TEXT",  # the OpenTelemetry trace and span of the call, in hex
     "span_id": "TEXT",
+    "cache_hit": "INTEGER NOT NULL DEFAULT 0",  # 1: answered by the response cache, at no cost
+    "saved_usd": "REAL NOT NULL DEFAULT 0",  # on a cache hit: what the stored answer had cost
 }
 _INSERT = (
     "INSERT INTO cost_ledger (timestamp, model, prompt_tokens, completion_tokens, cache_read_tokens,"
     " cache_creation_tokens, reasoning_tokens, estimated, cost_usd, tag, pid, unpriced, latency_s, error,"
-    " trace_id, span_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " trace_id, span_id, cache_hit, saved_usd)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GROUPINGS = {"model": "model", "day": "substr(timestamp, 1, 10)", "tag": "coalesce(tag, '(no tag)')"}
 
@@ -114,6 +119,8 @@ class _Ledger:
             record.error,
             record.trace_id,
             record.span_id,
+            int(record.cache_hit),
+            record.saved_usd,
         )
         with self.lock:
             try:
@@ -240,10 +247,12 @@ def read_ledger(
             params = (timestamp_bound(since),)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         order = "cost DESC, key" if by == "model" else "key"
+        hit_sums = "sum(cache_hit), sum(saved_usd)" if "cache_hit" in columns else "0, 0.0"
         query = (
             f"SELECT {group} AS key, count(*), sum(prompt_tokens), sum(completion_tokens),"
             " sum(cache_read_tokens), sum(cache_creation_tokens), sum(reasoning_tokens), sum(estimated),"
-            f" {unpriced_sum}, sum(cost_usd) AS cost FROM cost_ledger {where} GROUP BY key ORDER BY {order}"
+            f" {unpriced_sum}, sum(cost_usd) AS cost, {hit_sums} FROM cost_ledger {where}"
+            f" GROUP BY key ORDER BY {order}"
         )
         rows: list[tuple[Any, ...]] = connection.execute(query, params).fetchall()
     finally:
@@ -260,6 +269,8 @@ def read_ledger(
             estimated_calls=estimated,
             unpriced_calls=unpriced,
             cost_usd=cost,
+            cache_hits=hits,
+            cache_saved_usd=saved,
         )
         for (
             key,
@@ -272,6 +283,8 @@ def read_ledger(
             estimated,
             unpriced,
             cost,
+            hits,
+            saved,
         ) in rows
     ]
 

@@ -39,6 +39,13 @@ class ModelCost:
     cost_usd: float = 0.0
     estimated_calls: int = 0  # calls whose token counts came from a tokenizer, not the provider
     unpriced_calls: int = 0  # calls the price map could not (fully) price: their cost is a lower bound
+    cache_hits: int = 0  # calls answered by the response cache (counted in ``calls``, at no cost)
+    cache_saved_usd: float = 0.0  # what those answers had cost when they were first made
+
+    def add_cache_hit(self, saved_usd: float) -> None:
+        self.calls += 1
+        self.cache_hits += 1
+        self.cache_saved_usd += saved_usd
 
     def add(self, usage: TokenUsage, cost: float, priced: bool = True) -> None:
         self.calls += 1
@@ -86,6 +93,9 @@ def format_cost_table(rows: dict[str, ModelCost], *, label: str = "model", order
         footer=["total", *_cells(total)],
     )
     out = [table]
+    if total.cache_hits:
+        saved = format_usd(total.cache_saved_usd)
+        out.append(f"{total.cache_hits:,} call(s) answered by the response cache, saving {saved}")
     if total.estimated_calls:
         out.append(f"* token counts of {total.estimated_calls} call(s) estimated with a tokenizer")
     if total.unpriced_calls:

@@ -141,6 +141,8 @@ class CostRecord:
     cost_usd: float
     tag: str | None = None
     priced: bool = True  # False: the price map does not know the model or something it billed
+    cache_hit: bool = False
+    saved_usd: float = 0.0  # on a cache hit: what the stored answer cost
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     pid: int = field(default_factory=os.getpid)
     latency_s: float | None = None  # request sent to last token received
@@ -223,6 +225,32 @@ class CostTracker:
             span_id=ids[1],
         )
         ledger.append(entry)
+
+    def record_cache_hit(self, model: str, saved_usd: float, *, tag: str | None = None) -> None:
+        """Count a call answered by the response cache: nothing spent, ``saved_usd`` saved."""
+        if not cost_tracking_enabled():
+            return
+        with self._lock:
+            totals = self.by_model.get(model)
+            if totals is None:
+                totals = self.by_model[model] = ModelCost()
+            totals.add_cache_hit(saved_usd)
+            callbacks = tuple(self._callbacks)
+        if not (callbacks or self.use_ledger):
+            return
+        entry = CostRecord(
+            model=model, usage=TokenUsage(), cost_usd=0.0, tag=tag, cache_hit=True, saved_usd=saved_usd
+        )
+        if self.use_ledger:
+            ledger.append(entry)
+        for callback in callbacks:
+            self._run_callback(callback, entry)
+
+    @property
+    def cache_saved_usd(self) -> float:
+        """USD the response cache saved in this process (calls answered without a provider)."""
+        with self._lock:
+            return sum(totals.cache_saved_usd for totals in self.by_model.values())
 
     def add_callback(self, callback: CostCallback) -> None:
         """Call ``callback(record)`` after each record; async callbacks run as tasks, not awaited."""

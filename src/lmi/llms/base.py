@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
@@ -25,9 +26,13 @@ from lmi.types import Deferred, LLMResult
 if TYPE_CHECKING:
     from aviary.core import Message, Tool
 
+    from lmi.cache.chat import ChatCache
+    from lmi.cache.store import CacheStore
+
 TOOL_CHOICE_AUTO: Final = "auto"
 TOOL_CHOICE_NONE: Final = "none"
 TOOL_CHOICE_REQUIRED: Final = "required"
+_CACHE_MODES: Final = (None, True, False, "refresh")
 
 TextCallback: TypeAlias = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
 OutputType: TypeAlias = type[BaseModel] | Mapping[str, Any]
@@ -220,6 +225,8 @@ class LLMModel(ABC, BaseModel):
         Any ``callbacks`` (sync or async, each receiving every text delta) make the call stream.
         ``output_type`` asks for, and validates, JSON output; ``tools`` let the model answer with an aviary
         ``ToolRequestMessage`` (``tool_choice`` defaults to requiring a tool call).
+        ``cache=False`` bypasses the model's response cache for this call, ``cache="refresh"`` asks the
+        provider and overwrites the stored answer.
         """
         instruments = telemetry.active()
         if instruments is None:  # no OpenTelemetry provider configured, the common case
@@ -246,6 +253,7 @@ class LLMModel(ABC, BaseModel):
         tool_choice: Tool | str | None,
         kwargs: dict[str, Any],
     ) -> list[LLMResult]:
+        cache_mode = kwargs.pop("cache", None)
         prompt = normalize_messages(messages, plain=self._takes_plain_messages)
         if output_type is not None:
             prompt, request = output_type_request(output_type, prompt)
@@ -253,9 +261,27 @@ class LLMModel(ABC, BaseModel):
         if tools:
             kwargs = {**tools_request(tools, tool_choice), **kwargs}
         callbacks = list(callbacks or ())
+        if callbacks and kwargs.get("n", 1) != 1:
+            raise ValueError("Streaming callbacks receive one completion; use n=1 with callbacks.")
+        complete = partial(self._complete, prompt, callbacks, output_type, kwargs)
+        cache = self._chat_cache(cache_mode)
+        if cache is None:
+            return await complete()
+        key = self._cache_key_or_none(prompt, kwargs)
+        if key is None:
+            return await complete()
+        notify = text_notifier(callbacks) if callbacks else None
+        return await cache.call(key, complete, prompt=prompt, refresh=cache_mode == "refresh", notify=notify)
+
+    async def _complete(
+        self,
+        prompt: list[Message],
+        callbacks: list[TextCallback],
+        output_type: OutputType | None,
+        kwargs: dict[str, Any],
+    ) -> list[LLMResult]:
+        """Ask the provider (streaming when there are callbacks); validate against ``output_type``."""
         if callbacks:
-            if kwargs.get("n", 1) != 1:
-                raise ValueError("Streaming callbacks receive one completion; use n=1 with callbacks.")
             results = [
                 result async for result in self.acompletion_iter(prompt, callbacks=callbacks, **kwargs)
             ]
@@ -265,6 +291,35 @@ class LLMModel(ABC, BaseModel):
             for result in results:
                 validate_output(result, output_type)
         return results
+
+    # -- the response cache (lmi.cache): subclasses that can name their requests opt in -----------------
+
+    def response_cache(self) -> CacheStore | None:
+        """The cache store this model answers from, if any (see ``LiteLLMModel``'s ``config["cache"]``)."""
+        return None
+
+    def cache_key(self, prompt: list[Message], kwargs: dict[str, Any]) -> str:
+        """The exact key (:mod:`lmi.cache.keys`) of asking ``prompt`` with request parameters ``kwargs``."""
+        raise NotImplementedError(f"{type(self).__name__} does not name its requests for a cache")
+
+    def _chat_cache(self, mode: Any) -> ChatCache | None:
+        if mode not in _CACHE_MODES:
+            raise ValueError(f"cache must be True, False or 'refresh', got {mode!r}")
+        store = self.response_cache() if mode is not False else None
+        if store is None:
+            return None
+        from lmi.cache.chat import chat_cache
+
+        return chat_cache(store)
+
+    def _cache_key_or_none(self, prompt: list[Message], kwargs: dict[str, Any]) -> str | None:
+        from lmi.cache.keys import UncacheableRequest
+
+        try:
+            return self.cache_key(prompt, kwargs)
+        except UncacheableRequest as exc:
+            warnings.warn(f"{self.name}: this call is not cached: {exc}", stacklevel=4)
+            return None
 
     async def call_single(
         self,

@@ -53,6 +53,7 @@ TOP_LEVEL_KEYS = (
             "name",
             "prices",
             "budget_usd",
+            "cache",
         }
     )
     | BATCH_KEYS

@@ -17,6 +17,8 @@ from pydantic import PrivateAttr, model_validator
 
 from lmi import telemetry
 from lmi._lazy import aviary_core
+from lmi.cache.keys import chat_key
+from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.exceptions import ModelCallError
 from lmi.llms.base import LLMModel, TextCallback, text_notifier
@@ -29,6 +31,8 @@ from lmi.types import LLMResult
 
 if TYPE_CHECKING:
     from aviary.core import Message
+
+    from lmi.cache.store import CacheStore
 
 _PLAIN_MESSAGE_FIELDS = {"role", "content", "content_is_json_str", "info", "cache_breakpoint"}
 
@@ -85,6 +89,7 @@ class LiteLLMModel(LLMModel):
     name: str = DEFAULT_MODEL
     _settings: ModelSettings = PrivateAttr()
     _routes: dict[int, Route] = PrivateAttr()  # by id() of each deployment in _settings
+    _cache: CacheStore | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -108,6 +113,7 @@ class LiteLLMModel(LLMModel):
             id(deployment): route_for(deployment, settings.max_connections)
             for deployment in settings.deployments.values()
         }
+        self._cache = cache_for(self.config.get("cache"), configured="cache" in self.config)
         return self
 
     @property
@@ -123,6 +129,18 @@ class LiteLLMModel(LLMModel):
         return f"{type(self).__name__}(name={self.name!r})"
 
     __str__ = __repr__
+
+    def response_cache(self) -> CacheStore | None:
+        """The store named by ``config["cache"]`` (else the env ``LMI_CACHE``), resolved at construction."""
+        return self._cache
+
+    def cache_key(self, prompt: list[Message], kwargs: dict[str, Any]) -> str:
+        """The request as the first model of the chain would receive it, as a key (:mod:`lmi.cache.keys`).
+
+        An answer from a fallback is stored under this key too: it is what this call, so configured, gave.
+        """
+        deployment = self._settings.chain[0]
+        return chat_key({**deployment.params, **kwargs}, [_message_dict(m) for m in prompt])
 
     # -- the provider call -------------------------------------------------------------------------------
 

@@ -1,0 +1,210 @@
+"""Chat calls through the cache: look up, else make the call once however many ask at the same moment.
+
+``ChatCache.call`` is the one function the call path goes through (:meth:`lmi.llms.base.LLMModel.call`):
+
+1. look the key up; a hit returns the stored results (all n) as ``cache_hit=True``, ``cost=0.0`` with the
+   original cost in ``cost_saved``, feeds streaming callbacks the stored text, and records the hit on the
+   cost tracker; no limiter or budget is charged because no request is made;
+2. otherwise, if an identical request is already in flight in this process, wait for its answer;
+3. otherwise lead: take the store's lease (across processes, with Redis), make the call, store the
+   results when they are complete and validated, then let the waiters have them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from functools import cache, partial
+from typing import Any
+
+from lmi._lazy import aviary_core
+from lmi.cache.store import NO_LEASE, CacheStore, Entry, Item, Lease
+from lmi.types import Deferred, LLMResult
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+# Fields that describe this call rather than the answer: set afresh on every hit.
+_PER_CALL_FIELDS = frozenset(
+    {"id", "name", "prompt", "date", "seconds_to_first_token", "seconds_to_last_token", "cache_hit",
+     "cost_saved"}
+)  # fmt: skip
+_INCOMPLETE_FINISH = frozenset({None, "error"})
+
+
+class _LeaderCancelled(Exception):
+    """The request being waited on was cancelled by its caller: a waiter makes it instead."""
+
+
+def storable(results: Sequence[LLMResult]) -> bool:
+    """Only whole answers: at least one result, each one finished by the provider."""
+    return bool(results) and all(result.finish_reason not in _INCOMPLETE_FINISH for result in results)
+
+
+def encode_results(results: Sequence[LLMResult]) -> bytes:
+    rows = [result.model_dump(mode="json", exclude=set(_PER_CALL_FIELDS)) for result in results]
+    return json.dumps({"v": FORMAT_VERSION, "results": rows}, separators=(",", ":")).encode()
+
+
+@cache
+def _result_fields() -> frozenset[str]:
+    return frozenset(LLMResult.model_fields) - _PER_CALL_FIELDS
+
+
+def _message(data: dict[str, Any]) -> Any:
+    aviary = aviary_core()
+    if data.get("tool_calls"):
+        return aviary.ToolRequestMessage.model_validate(data)
+    return aviary.Message.model_validate(data)
+
+
+def decode_results(value: bytes, prompt: list[Any] | None, elapsed: float) -> list[LLMResult]:
+    """Stored results as this call's hits: fresh ids and times, cost 0, the stored cost as saved."""
+    data = json.loads(value)
+    fields = _result_fields()
+    results = []
+    for row in data["results"]:
+        kept = {key: value for key, value in row.items() if key in fields}
+        saved = float(kept.pop("cost", 0.0) or 0.0)
+        messages = kept.pop("messages", None)
+        results.append(
+            LLMResult(
+                **kept,
+                messages=None if messages is None else [_message(m) for m in messages],
+                prompt=prompt if deferred_prompt is None else None,
+                cost=0.0,
+                cost_saved=saved,
+                cache_hit=True,
+                seconds_to_first_token=elapsed,
+                seconds_to_last_token=elapsed,
+            )
+        )
+        if deferred_prompt is not None:
+            results[-1].__dict__["prompt"] = deferred_prompt
+            results[-1].__pydantic_fields_set__.add("prompt")
+    return results
+
+
+class ChatCache:
+    """The chat side of one store: lookups, storing, and the requests in flight in this process."""
+
+    def __init__(self, store: CacheStore) -> None:
+        self.store = store
+        self._flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[Entry]]]
+        self._flights = weakref.WeakKeyDictionary()
+
+    async def lookup(self, key: str, prompt: list[Any] | None = None) -> list[LLMResult] | None:
+        """The stored results for ``key`` as hits (recorded as such), or None."""
+        started = time.perf_counter()
+        entry = await self.store.get(key)
+        return None if entry is None else self._hit(entry, prompt, started)
+
+    async def call(
+        self,
+        key: str,
+        produce: Callable[[], Awaitable[list[LLMResult]]],
+        *,
+        prompt: list[Any] | None,
+        refresh: bool = False,
+        notify: Callable[[str], Awaitable[None]] | None = None,
+    ) -> list[LLMResult]:
+        started = time.perf_counter()
+        flights = self._flights.setdefault(asyncio.get_running_loop(), {})
+        while not refresh:
+            entry = await self.store.get(key)
+            if entry is None:
+                flight = flights.get(key)
+                if flight is None:
+                    break
+                try:
+                    entry = await asyncio.shield(flight)
+                except _LeaderCancelled:
+                    continue  # look again: the answer may have landed, or we lead now
+                await self.store.count_hits(1, entry.cost_usd)
+            return await self._deliver(self._hit(entry, prompt, started), notify)
+        return await self._lead(key, produce, flights, refresh, prompt, notify, started)
+
+    async def _lead(
+        self,
+        key: str,
+        produce: Callable[[], Awaitable[list[LLMResult]]],
+        flights: dict[str, asyncio.Future[Entry]],
+        refresh: bool,
+        prompt: list[Any] | None,
+        notify: Callable[[str], Awaitable[None]] | None,
+        started: float,
+    ) -> list[LLMResult]:
+        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        if key not in flights:
+            flights[key] = future
+        lease: Lease = NO_LEASE
+        try:
+            if not refresh:
+                leased = await self.store.lease(key)
+                if isinstance(leased, Entry):  # another process answered while we waited for it
+                    future.set_result(leased)
+                    return await self._deliver(self._hit(leased, prompt, started), notify)
+                lease = leased
+            results = await produce()
+            entry = await self._store(key, results)
+            future.set_result(entry)
+            return results
+        except asyncio.CancelledError:
+            future.set_exception(_LeaderCancelled())
+            future.exception()  # retrieved: no "never retrieved" log when nobody waited
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            if flights.get(key) is future:
+                del flights[key]
+            await lease.release()
+
+    async def _store(self, key: str, results: list[LLMResult]) -> Entry:
+        """Store complete results (never failing the call they answer); return what waiters share."""
+        cost = sum(result.cost for result in results)
+        value = encode_results(results)
+        if storable(results):
+            model = results[0].model
+            try:
+                await self.store.put(Item(key, value, cost, "chat", model))
+            except Exception:  # the answer is paid for and in hand: give it back, say why it is not kept
+                logger.exception("Could not store an answer of %s in the response cache", model)
+        return Entry(value, cost)
+
+    @staticmethod
+    def _hit(entry: Entry, prompt: list[Any] | None, started: float) -> list[LLMResult]:
+        results = decode_results(entry.value, prompt, time.perf_counter() - started)
+        if results:
+            from lmi.cost import GLOBAL_COST_TRACKER
+
+            GLOBAL_COST_TRACKER.record_cache_hit(results[0].model, entry.cost_usd)
+        return results
+
+    @staticmethod
+    async def _deliver(
+        results: list[LLMResult], notify: Callable[[str], Awaitable[None]] | None
+    ) -> list[LLMResult]:
+        if notify is not None and results and results[0].text:
+            await notify(results[0].text)
+        return results
+
+
+_chat_caches: weakref.WeakKeyDictionary[CacheStore, ChatCache] = weakref.WeakKeyDictionary()
+
+
+def chat_cache(store: CacheStore) -> ChatCache:
+    """The one ChatCache of ``store`` (shared by every model using it)."""
+    found = _chat_caches.get(store)
+    if found is None:
+        found = _chat_caches[store] = ChatCache(store)
+    return found
+
+
+__all__ = ["ChatCache", "chat_cache", "decode_results", "encode_results", "storable"]

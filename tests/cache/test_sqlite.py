@@ -1,0 +1,201 @@
+"""The SQLite store: LRU cap, TTL, statistics, bad files, and many processes writing at once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from lmi.cache import CacheError, Item, open_cache
+from lmi.cache import sqlite as sqlite_store
+from lmi.cache.sqlite import SQLiteStore
+from lmi.exceptions import ConfigurationError
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+WRITER = """
+import asyncio, sys
+from pathlib import Path
+from lmi.cache.sqlite import SQLiteStore
+from lmi.cache.store import Item
+
+async def main(path, worker, count):
+    store = SQLiteStore(Path(path), max_bytes=None, ttl_seconds=None)
+    for i in range(count):
+        await store.put(Item(f"{worker}-{i}", b"x" * (i % 50), 0.001, "chat", "m"))
+        found = await store.get(f"{worker}-{i}")
+        assert found is not None and found.value == b"x" * (i % 50)
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+def item(key: str, size: int = 100, cost: float = 0.5) -> Item:
+    return Item(key, b"v" * size, cost, "chat", "model-a")
+
+
+async def test_round_trip_and_stats(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    assert await store.get("a") is None
+    await store.put(item("a", cost=0.25))
+    await store.put(item("b", size=10, cost=1.0))
+    entry = await store.get("a")
+    assert entry is not None
+    assert entry.value == b"v" * 100
+    assert entry.cost_usd == 0.25
+    found = await store.get_many(["a", "b", "c"])
+    assert set(found) == {"a", "b"}
+    stats = await store.stats()
+    assert (stats.entries, stats.size_bytes) == (2, 100 + 1 + 10 + 1)
+    assert stats.hits == 3
+    assert stats.saved_usd == pytest.approx(0.25 + 0.25 + 1.0)
+    await store.put(item("a", size=1, cost=0.1))  # replaced, not added
+    stats = await store.stats()
+    assert (stats.entries, stats.size_bytes) == (2, 2 + 11)
+
+
+async def test_least_recently_used_entries_go_first(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=3 * 101, ttl_seconds=None)
+    for key in "abc":
+        await store.put(item(key))
+    assert await store.get("a") is not None  # a is now more recent than b and c
+    await store.put(item("d"))
+    assert set(await store.get_many(list("abcd"))) == {"a", "c", "d"}
+    await asyncio.sleep(0.01)
+    assert await store.get("d") is not None  # d is now the most recent
+    await store.put(item("e", size=150))  # needs two entries' room
+    assert set(await store.get_many(list("abcde"))) == {"d", "e"}
+    assert (await store.stats()).size_bytes <= 3 * 101
+
+
+async def test_an_entry_larger_than_the_cap_is_kept_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=50, ttl_seconds=None)
+    await store.put(item("a", size=10))
+    await store.put(item("big", size=500))
+    assert set(await store.get_many(["a", "big"])) == {"big"}
+
+
+async def test_entries_expire_after_the_ttl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    monkeypatch.setattr(sqlite_store, "time", Clock)
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=60)
+    await store.put(item("old"))
+    now[0] += 30
+    await store.put(item("new"))
+    now[0] += 40  # old is 70 s old, new 40 s
+    assert set(await store.get_many(["old", "new"])) == {"new"}
+    assert (await store.stats()).entries == 1
+
+
+async def test_clear_all_or_older_than(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_000_000.0]
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    monkeypatch.setattr(sqlite_store, "time", Clock)
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    await store.put(item("a"))
+    now[0] += 86400 * 31
+    await store.put(item("b"))
+    assert await store.clear(older_than_seconds=86400 * 30) == 1
+    assert set(await store.get_many(["a", "b"])) == {"b"}
+    assert await store.clear() == 1
+    stats = await store.stats()
+    assert (stats.entries, stats.size_bytes) == (0, 0)
+
+
+async def test_foreign_sqlite_file_is_named_at_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE users (id INTEGER)")
+    connection.commit()
+    connection.close()
+    store = SQLiteStore(path, max_bytes=None, ttl_seconds=None)  # construction does not open it
+    with pytest.raises(CacheError, match=rf"{path}.*not an lmi response cache.*users"):
+        await store.get("a")
+    assert sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+
+
+async def test_corrupt_file_is_named_at_first_use(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"this is not a database, just some text\n" * 100)
+    store = SQLiteStore(path, max_bytes=None, ttl_seconds=None)
+    with pytest.raises(CacheError, match=rf"{path}.*not a usable lmi response cache"):
+        await store.put(item("a"))
+    assert path.read_bytes().startswith(b"this is not a database")
+
+
+async def test_damaged_pages_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = SQLiteStore(path, max_bytes=None, ttl_seconds=None)
+    for key in range(200):
+        await store.put(item(str(key), size=2000))
+    await store.aclose()
+    data = bytearray(path.read_bytes())
+    data[8192:] = b"\xff" * (len(data) - 8192)  # pages after the second: garbage
+    path.write_bytes(bytes(data))
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)  # noqa: ASYNC240
+    fresh = SQLiteStore(path, max_bytes=10, ttl_seconds=None)
+
+    async def use() -> None:
+        await fresh.get_many([str(key) for key in range(200)])
+        await fresh.put(item("new"))
+
+    with pytest.raises(CacheError, match=str(path)):
+        await use()
+
+
+def test_unwritable_location_is_refused_at_construction(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigurationError, match="a-file"):
+        open_cache(str(blocker / "cache.db"))
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        open_cache(str(tmp_path))
+
+
+def test_read_only_file_is_refused_at_construction(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    path.write_bytes(b"")
+    path.chmod(0o444)
+    if sqlite_store.os.access(path, sqlite_store.os.W_OK):
+        pytest.skip("running as root: permissions do not stop writes")
+    with pytest.raises(ConfigurationError, match="not writable"):
+        SQLiteStore(path, max_bytes=None, ttl_seconds=None)
+
+
+async def test_many_processes_write_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    src = str(SRC)
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER, str(path), str(worker), "150", env={"PYTHONPATH": src}
+        )
+        for worker in range(4)
+    ]
+    assert [await worker.wait() for worker in workers] == [0, 0, 0, 0]
+    store = SQLiteStore(path, max_bytes=None, ttl_seconds=None)
+    keys = [f"{worker}-{i}" for worker in range(4) for i in range(150)]
+    found = await store.get_many(keys)
+    assert len(found) == 600
+    stats = await store.stats()
+    assert stats.entries == 600
+    assert stats.size_bytes == sum(len(key) + i % 50 for key, i in ((k, int(k.split("-")[1])) for k in keys))
+    assert stats.hits == 600 + 600
+
+
+async def test_one_store_per_location(tmp_path: Path) -> None:
+    assert open_cache(tmp_path / "x.db") is open_cache(f"sqlite:///{tmp_path}/x.db")
+    assert open_cache(tmp_path / "x.db") is not open_cache(str(tmp_path / "y.db"))
