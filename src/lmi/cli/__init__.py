@@ -1,4 +1,4 @@
-"""The ``lmi`` command: ``lmi chat | embed | limits | cost | batch | report``.
+"""The ``lmi`` command: ``lmi chat | embed | limits | cost | batch | report | cache``.
 
 Only argparse loads at startup; each subcommand imports what it needs (litellm, numpy, the embedding
 models) when it runs, so ``lmi --help`` is instant. Every failure ends as one ``lmi: error: ...`` line
@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from lmi.cli import batch, chat, embed, report, reports
+from lmi.cli import batch, cache, chat, embed, report, reports
 from lmi.cli._common import CLIError, end_open_line, one_line
 
 DEBUG_ENV = "LMI_DEBUG"
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports.add_parsers(subparsers, [debug_after])
     batch.add_parser(subparsers, [debug_after])
     report.add_parser(subparsers, [debug_after])
+    cache.add_parser(subparsers, [debug_after])
     return parser
 
 

@@ -13,6 +13,8 @@ from pydantic import Field, PrivateAttr, model_validator
 from lmi import telemetry
 from lmi._checks import Check, flag, integer, mapping, optional
 from lmi._tokenizer import cl100k
+from lmi.cache.spec import cache_for
+from lmi.cache.store import CacheStore
 from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
 from lmi.embeddings._progress import progress_bar
 from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, check_texts, gather_all_or_cancel
@@ -48,7 +50,9 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     - ``batch_size``: same as the argument, used when the argument is not given;
     - ``concurrency``: batches in flight at once (default 16);
     - ``progress``: ``True``/``False`` for a progress bar over batches (default: shown for long runs on a
-      terminal when tqdm is installed).
+      terminal when tqdm is installed);
+    - ``cache``: a response cache (``True``, a path, ``sqlite:///...``, ``redis://...``; default: env
+      ``LMI_CACHE``), one entry per text: a batch sends only the texts the cache lacks.
 
     ``ndim`` is inferred from the model when not given. When given, it is sent as ``dimensions`` (litellm
     maps it per provider), except to models of fixed size. Texts longer than the model's input limit are
@@ -82,6 +86,8 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     _cost: float = PrivateAttr(default=0.0)
     _request: dict[str, Any] | None = PrivateAttr(default=None)
     _native: tuple[Any, Any] | None = PrivateAttr(default=None)  # (NativeTransport, Deployment) if native
+    _cache: CacheStore | None = PrivateAttr(default=None)
+    _cache_key_prefix: dict[str, Any] | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +107,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         if self.ndim is None:
             self.ndim = info.ndim
         self._max_input_tokens = info.max_input_tokens
+        self._cache = cache_for(self.config.get("cache"), configured="cache" in self.config)
 
     @property
     def total_prompt_tokens(self) -> int:
@@ -115,7 +122,11 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         texts = check_texts(texts)
         sent_at = [index for index, text in enumerate(texts) if text]
-        vectors = await self._embed_in_batches([texts[index] for index in sent_at], sent_at)
+        to_send = [texts[index] for index in sent_at]
+        if self._cache is None:
+            vectors = await self._embed_in_batches(to_send, sent_at)
+        else:
+            vectors = await self._embed_through_cache(self._cache, to_send, sent_at)
         if len(sent_at) == len(texts):
             return vectors
         return self._with_zero_vectors(len(texts), sent_at, vectors)
@@ -155,6 +166,31 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         finally:
             progress.close()
         return [vector for vectors in batches for vector in vectors]
+
+    async def _embed_through_cache(
+        self, store: CacheStore, texts: list[str], positions: list[int]
+    ) -> list[list[float]]:
+        """Texts the cache (``config["cache"]`` or env ``LMI_CACHE``) has are not sent (lmi.cache)."""
+        from lmi.cache.embeddings import cached_embeddings
+        from lmi.cache.keys import embedding_key_prefix
+
+        if self._cache_key_prefix is None:
+            params = dict(self.config.get("kwargs") or {})  # not _request_kwargs(): that imports litellm
+            if self._send_dimensions:
+                params["dimensions"] = self.ndim
+            self._cache_key_prefix = embedding_key_prefix(self.name, params)
+        vectors = await cached_embeddings(
+            store,
+            self._cache_key_prefix,
+            texts,
+            positions,
+            self._embed_in_batches,
+            model=self.name,
+            spent=lambda: self._cost,
+        )
+        if vectors and self.ndim is None:
+            self.ndim = len(vectors[0])
+        return vectors
 
     def _rate_limit(self) -> Any:
         limit = self.config.get("rate_limit")

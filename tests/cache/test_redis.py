@@ -1,0 +1,156 @@
+"""The Redis store and single flight across processes, on a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from aviary.core import Message
+
+from lmi import LiteLLMModel
+from lmi.cache import Item, open_cache
+from lmi.cache.redis import CacheUnavailableWarning, RedisStore
+from tests.rate_limiter.conftest import RedisServer, free_port
+from tests.replay import Fault, ReplayServer
+
+pytestmark = pytest.mark.redis
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIVERSE = [
+    Message(role="system", content="Respond with single words."),
+    Message(content="What is the meaning of the universe?"),
+]
+
+
+def model(replay: ReplayServer, cache: str) -> LiteLLMModel:
+    params = {"model": "gpt-4o-mini", "api_base": replay.openai_base("openai-chat-634cf7")}
+    return LiteLLMModel(
+        name="gpt-4o-mini",
+        config={"model_list": [{"model_name": "gpt-4o-mini", "litellm_params": params}], "cache": cache},
+    )
+
+
+def item(key: str, size: int = 100, cost: float = 0.5) -> Item:
+    return Item(key, b"v" * size, cost, "chat", "model-a")
+
+
+async def test_round_trip_stats_and_clear(redis_url: str) -> None:
+    store = RedisStore(redis_url, max_bytes=None, ttl_seconds=None)
+    assert await store.get("a") is None
+    await store.put(item("a", cost=0.25))
+    await store.put(item("b", size=10, cost=1.0))
+    entry = await store.get("a")
+    assert entry is not None
+    assert (entry.value, entry.cost_usd) == (b"v" * 100, 0.25)
+    assert set(await store.get_many(["a", "b", "c"])) == {"a", "b"}
+    await store.put(item("a", size=1))  # replaced, not added
+    stats = await store.stats()
+    assert (stats.entries, stats.size_bytes, stats.hits) == (2, 2 + 11, 3)
+    assert stats.saved_usd == pytest.approx(1.5)
+    assert await store.clear() == 2
+    assert (await store.stats()).entries == 0
+    assert await store.get("b") is None
+
+
+async def test_least_recently_used_go_first(redis_url: str) -> None:
+    store = RedisStore(redis_url, max_bytes=3 * 101, ttl_seconds=None)
+    for key in "abc":
+        await store.put(item(key))
+        await asyncio.sleep(0.002)  # distinct millisecond scores
+    assert await store.get("a") is not None
+    await asyncio.sleep(0.002)
+    await store.put(item("d"))
+    assert set(await store.get_many(list("abcd"))) == {"a", "c", "d"}
+    assert (await store.stats()).size_bytes == 3 * 101
+
+
+async def test_ttl_expires_entries(redis_url: str) -> None:
+    store = RedisStore(redis_url, max_bytes=None, ttl_seconds=0.3)
+    await store.put(item("a"))
+    assert await store.get("a") is not None
+    await asyncio.sleep(0.5)
+    assert await store.get("a") is None
+    stats = await store.stats()
+    assert (stats.entries, stats.size_bytes) == (0, 0)
+
+
+async def test_chat_hit_through_redis(replay: ReplayServer, redis_url: str) -> None:
+    llm = model(replay, redis_url)
+    assert isinstance(llm.response_cache(), RedisStore)
+    miss = await llm.call_single(UNIVERSE)
+    hit = await llm.call_single(UNIVERSE)
+    assert len(replay.received) == 1
+    assert hit.cache_hit
+    assert (hit.text, hit.cost, hit.cost_saved) == (miss.text, 0.0, miss.cost)
+
+
+async def test_unreachable_redis_means_no_cache_and_one_warning(replay: ReplayServer) -> None:
+    llm = model(replay, f"redis://127.0.0.1:{free_port()}/0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = [await llm.call_single(UNIVERSE) for _ in range(3)]
+    assert len(replay.received) == 3
+    assert not any(result.cache_hit for result in results)
+    cache_warnings = [w for w in caught if issubclass(w.category, CacheUnavailableWarning)]
+    assert len(cache_warnings) == 1
+    assert "uncached" in str(cache_warnings[0].message)
+
+
+async def test_redis_dying_mid_run_never_fails_a_call(
+    replay: ReplayServer, private_redis_server: RedisServer
+) -> None:
+    llm = model(replay, private_redis_server.url)
+    await llm.call_single(UNIVERSE)
+    assert (await llm.call_single(UNIVERSE)).cache_hit
+    private_redis_server.kill()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after = [await llm.call_single(UNIVERSE) for _ in range(2)]
+    assert not any(result.cache_hit for result in after)
+    assert len(replay.received) == 3
+    assert sum(issubclass(w.category, CacheUnavailableWarning) for w in caught) == 1
+
+
+def test_password_stays_out_of_the_location() -> None:
+    store = open_cache("redis://user:hunter2@127.0.0.1:1/0")
+    assert store is not None
+    assert "hunter2" not in store.location
+    assert "hunter2" not in repr(store)
+
+
+async def test_identical_requests_in_several_processes_make_one_call(
+    replay: ReplayServer, redis_url: str
+) -> None:
+    replay.inject("openai-chat-634cf7", Fault(delay=1.0, replay=True))  # keep the leader's call in flight
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.cache.flight_worker",
+            replay.openai_base("openai-chat-634cf7"),
+            redis_url,
+            "33",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(3)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert (await asyncio.wait_for(worker.stdout.readline(), 120)).strip() == b"ready"
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write(b"go\n")
+        await worker.stdin.drain()
+    outputs = [json.loads((await worker.communicate())[0]) for worker in workers]
+    assert len(replay.received) == 1
+    assert {text for output in outputs for text in output["texts"]} == {"Existence."}
+    assert sum(output["hits"] for output in outputs) == 3 * 33 - 1
