@@ -320,3 +320,15 @@ def test_bad_cache_settings_are_refused(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="LMI_CACHE"):
         LiteLLMModel()
+
+
+async def test_an_unreadable_entry_is_asked_again_and_replaced(replay: ReplayServer, tmp_path: Path) -> None:
+    llm = model(replay, "openai-chat-634cf7", tmp_path / "c.db")
+    await llm.call_single(UNIVERSE)
+    connection = sqlite3.connect(tmp_path / "c.db")
+    with connection:
+        connection.execute("UPDATE entries SET value = ?", (b'{"v": 999, "results": []}',))
+    connection.close()
+    assert not (await llm.call_single(UNIVERSE)).cache_hit
+    assert (await llm.call_single(UNIVERSE)).cache_hit
+    assert len(replay.received) == 2

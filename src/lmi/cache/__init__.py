@@ -6,11 +6,19 @@
 - :mod:`lmi.cache.chat`: chat calls through the cache, with single flight.
 - :mod:`lmi.cache.embeddings`: embeddings cached per text.
 
+Answering from the cache outside ``call`` (e.g. a batch that skips items already answered)::
+
+    store = llm.response_cache()                      # None when the model has no cache
+    key = llm.cache_key(prompt_messages, request_kwargs)
+    results = await chat_cache(store).lookup(key, prompt_messages)   # hits, or None
+    await chat_cache(store).store_results(key, results)              # after validating them
+
 ``import lmi.cache`` loads no store: SQLite and Redis code load when a store of that kind is opened.
 """
 
 from __future__ import annotations
 
+from lmi.cache.chat import ChatCache, chat_cache
 from lmi.cache.errors import CacheError
 from lmi.cache.keys import UncacheableRequest, chat_key, embedding_key, embedding_key_prefix
 from lmi.cache.spec import CACHE_ENV, default_cache_path, open_cache, parse_duration, parse_size
@@ -21,9 +29,11 @@ __all__ = [
     "CacheError",
     "CacheStats",
     "CacheStore",
+    "ChatCache",
     "Entry",
     "Item",
     "UncacheableRequest",
+    "chat_cache",
     "chat_key",
     "default_cache_path",
     "embedding_key",

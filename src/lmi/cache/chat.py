@@ -65,6 +65,8 @@ def _message(data: dict[str, Any]) -> Any:
 def decode_results(value: bytes, prompt: list[Any] | None, elapsed: float) -> list[LLMResult]:
     """Stored results as this call's hits: fresh ids and times, cost 0, the stored cost as saved."""
     data = json.loads(value)
+    if data.get("v") != FORMAT_VERSION:
+        raise ValueError(f"entry format {data.get('v')!r}, expected {FORMAT_VERSION}")
     fields = _result_fields()
     results = []
     for row in data["results"]:
@@ -125,7 +127,10 @@ class ChatCache:
                 except _LeaderCancelled:
                     continue  # look again: the answer may have landed, or we lead now
                 await self.store.count_hits(1, entry.cost_usd)
-            return await self._deliver(self._hit(entry, prompt, started), notify)
+            hit = self._hit(entry, prompt, started)
+            if hit is None:  # an entry this version cannot read: ask again and overwrite it
+                break
+            return await self._deliver(hit, notify)
         return await self._lead(key, produce, flights, refresh, prompt, notify, started)
 
     async def _lead(
@@ -146,11 +151,14 @@ class ChatCache:
             if not refresh:
                 leased = await self.store.lease(key)
                 if isinstance(leased, Entry):  # another process answered while we waited for it
-                    future.set_result(leased)
-                    return await self._deliver(self._hit(leased, prompt, started), notify)
-                lease = leased
+                    hit = self._hit(leased, prompt, started)
+                    if hit is not None:
+                        future.set_result(leased)
+                        return await self._deliver(hit, notify)
+                else:
+                    lease = leased
             results = await produce()
-            entry = await self._store(key, results)
+            entry = await self.store_results(key, results)
             future.set_result(entry)
             return results
         except asyncio.CancelledError:
@@ -166,7 +174,7 @@ class ChatCache:
                 del flights[key]
             await lease.release()
 
-    async def _store(self, key: str, results: list[LLMResult]) -> Entry:
+    async def store_results(self, key: str, results: list[LLMResult]) -> Entry:
         """Store complete results (never failing the call they answer); return what waiters share."""
         cost = sum(result.cost for result in results)
         value = encode_results(results)
@@ -179,8 +187,12 @@ class ChatCache:
         return Entry(value, cost)
 
     @staticmethod
-    def _hit(entry: Entry, prompt: list[Any] | None, started: float) -> list[LLMResult]:
-        results = decode_results(entry.value, prompt, time.perf_counter() - started)
+    def _hit(entry: Entry, prompt: list[Any] | None, started: float) -> list[LLMResult] | None:
+        try:
+            results = decode_results(entry.value, prompt, time.perf_counter() - started)
+        except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            logger.warning("Ignoring a response cache entry this lmi cannot read: %s", exc)
+            return None
         if results:
             from lmi.cost import GLOBAL_COST_TRACKER
 
