@@ -78,6 +78,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             None if value in ("auto", "native", "litellm") else "'auto', 'native' or 'litellm'"
         ),
         "max_connections": integer(1),
+        "cache": lambda _: None,  # resolved (and refused with a reason) by lmi.cache.spec.cache_for
     }
 
     _send_dimensions: bool = PrivateAttr(default=False)
