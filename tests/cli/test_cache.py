@@ -49,7 +49,7 @@ def test_stats_show_entries_size_hits_and_savings(run_lmi: RunLmi, tmp_path: Pat
     assert lines["entries"] == "3"
     assert lines["size"].startswith("306 bytes")  # 3 x (100 value + 2 key)
     assert lines["hits"] == "1"
-    assert lines["USD saved"] == "$0.01000"
+    assert lines["USD saved"] == "$0.0100"
 
 
 def test_stats_follow_the_env_and_a_missing_file_is_empty(run_lmi: RunLmi, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import Any
 
-from lmi.cli._common import CLIError, usd
+from lmi.cli._common import CLIError
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -59,6 +59,8 @@ def _size(amount: int) -> str:
 
 
 def run_stats(args: argparse.Namespace) -> int:
+    from lmi.cost.totals import format_usd
+
     store, location = _store(args)
     if store is None:
         print(f"response cache  {location}\nentries         0 (no file yet)")
@@ -71,7 +73,7 @@ def run_stats(args: argparse.Namespace) -> int:
         ("entries", f"{stats.entries:,}"),
         ("size", f"{_size(stats.size_bytes)} ({cap})"),
         ("hits", f"{stats.hits:,}"),
-        ("USD saved", usd(stats.saved_usd)),
+        ("USD saved", format_usd(stats.saved_usd)),
         ("expiry", ttl),
     ]
     width = max(len(label) for label, _ in rows)
