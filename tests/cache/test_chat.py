@@ -332,3 +332,15 @@ async def test_an_unreadable_entry_is_asked_again_and_replaced(replay: ReplaySer
     assert not (await llm.call_single(UNIVERSE)).cache_hit
     assert (await llm.call_single(UNIVERSE)).cache_hit
     assert len(replay.received) == 2
+
+
+async def test_hits_are_not_charged_to_budgets(replay: ReplayServer, tmp_path: Path) -> None:
+    from lmi import BudgetExceeded, cost_tracking_ctx
+
+    llm = model(replay, "openai-chat-634cf7", tmp_path / "c.db")
+    await llm.call_single(UNIVERSE)
+    with cost_tracking_ctx(budget_usd=1e-12):  # no call could fit
+        assert (await llm.call_single(UNIVERSE)).cache_hit
+        with pytest.raises(BudgetExceeded):
+            await llm.call_single(UNIVERSE, cache=False)
+    assert len(replay.received) == 1
