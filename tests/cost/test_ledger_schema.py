@@ -45,7 +45,7 @@ def test_recording_into_an_old_ledger_adds_the_new_columns(tmp_path: Path) -> No
     GLOBAL_COST_TRACKER.record_failure("gpt-4o", TimeoutError("slow"), 1.0)
     enable_cost_ledger(None)
 
-    assert columns(path)[-4:] == ["latency_s", "error", "trace_id", "span_id"]
+    assert columns(path)[-6:] == ["latency_s", "error", "trace_id", "span_id", "cache_hit", "saved_usd"]
     with sqlite3.connect(path) as connection:
         query = "SELECT cost_usd, latency_s, error FROM cost_ledger ORDER BY id"
         stored = connection.execute(query).fetchall()

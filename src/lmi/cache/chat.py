@@ -68,6 +68,11 @@ def decode_results(value: bytes, prompt: list[Any] | None, elapsed: float) -> li
     if data.get("v") != FORMAT_VERSION:
         raise ValueError(f"entry format {data.get('v')!r}, expected {FORMAT_VERSION}")
     fields = _result_fields()
+    deferred_prompt: Any = None
+    if prompt and any(type(m) is dict for m in prompt):  # plain messages: aviary ones when first read
+        from lmi.llms.results import _aviary_prompt
+
+        deferred_prompt = Deferred(partial(_aviary_prompt, prompt), prompt)
     results = []
     for row in data["results"]:
         kept = {key: value for key, value in row.items() if key in fields}
