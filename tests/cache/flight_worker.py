@@ -1,6 +1,6 @@
 """A process that makes N identical calls through a shared cache when told to go (stdin), for tests.
 
-    python -m tests.cache.flight_worker API_BASE CACHE_URL CALLS
+    python -m tests.cache.flight_worker API_BASE CACHE_URL CALLS [LOCK_MS]
 
 Prints ``ready`` once everything is imported, waits for a line on stdin, makes the calls concurrently,
 then prints one JSON line: the texts and how many were cache hits.
@@ -27,6 +27,10 @@ PROMPT = [
 
 
 async def main(api_base: str, cache: str, calls: int) -> None:
+    if len(sys.argv) > 4:  # a short lease, for the test where a leader dies
+        import lmi.cache.redis
+
+        lmi.cache.redis.LOCK_MS = int(sys.argv[4])
     params = {"model": "gpt-4o-mini", "api_base": api_base}
     llm = LiteLLMModel(
         name="gpt-4o-mini",

@@ -154,3 +154,45 @@ async def test_identical_requests_in_several_processes_make_one_call(
     assert len(replay.received) == 1
     assert {text for output in outputs for text in output["texts"]} == {"Existence."}
     assert sum(output["hits"] for output in outputs) == 3 * 33 - 1
+
+
+async def test_a_dead_leaders_lease_expires_and_a_waiter_answers(
+    replay: ReplayServer, redis_url: str
+) -> None:
+    replay.inject("openai-chat-634cf7", Fault(delay=30, replay=True))  # the leader's call never ends
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    base = replay.openai_base("openai-chat-634cf7")
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.cache.flight_worker",
+            base,
+            redis_url,
+            "1",
+            "1000",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert (await asyncio.wait_for(worker.stdout.readline(), 120)).strip() == b"ready"
+    leader, waiter = workers
+    assert leader.stdin is not None
+    assert waiter.stdin is not None
+    leader.stdin.write(b"go\n")
+    await leader.stdin.drain()
+    assert await asyncio.to_thread(replay.wait_for_requests, 1, 30)  # the leader holds the lease now
+    waiter.stdin.write(b"go\n")
+    await waiter.stdin.drain()
+    await asyncio.sleep(0.5)
+    assert len(replay.received) == 1  # the waiter waits instead of asking
+    leader.kill()
+    await leader.wait()
+    output, _ = await asyncio.wait_for(waiter.communicate(), 60)
+    assert json.loads(output) == {"texts": ["Existence."], "hits": 0}
+    assert len(replay.received) == 2
