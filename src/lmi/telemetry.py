@@ -19,14 +19,15 @@ behind a ``BatchSpanProcessor``, which exports off the caller's path.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextvars import ContextVar
-from functools import cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from lmi._genai import provider_name, request_attributes, response_attributes
 
 if TYPE_CHECKING:
     from lmi.types import LLMResult
@@ -40,30 +41,6 @@ INSTRUMENTATION_NAME = "lmi"
 # The conventions' advised buckets: token counts by powers of 4, durations from 10 ms to ~1.5 min.
 _TOKEN_BUCKETS = [4**power for power in range(1, 14)]
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
-# litellm's provider names → the conventions' well-known gen_ai.provider.name values.
-_PROVIDER_NAMES = {
-    "azure": "azure.ai.openai",
-    "azure_ai": "azure.ai.inference",
-    "bedrock": "aws.bedrock",
-    "vertex_ai": "gcp.vertex_ai",
-    "vertex_ai_beta": "gcp.vertex_ai",
-    "gemini": "gcp.gemini",
-    "mistral": "mistral_ai",
-    "xai": "x_ai",
-    "watsonx": "ibm.watsonx.ai",
-}
-# Request parameters → their span attributes.
-_REQUEST_ATTRIBUTES = {
-    "max_tokens": "gen_ai.request.max_tokens",
-    "max_completion_tokens": "gen_ai.request.max_tokens",
-    "temperature": "gen_ai.request.temperature",
-    "top_p": "gen_ai.request.top_p",
-    "top_k": "gen_ai.request.top_k",
-    "frequency_penalty": "gen_ai.request.frequency_penalty",
-    "presence_penalty": "gen_ai.request.presence_penalty",
-    "seed": "gen_ai.request.seed",
-    "n": "gen_ai.request.choice.count",
-}
 
 
 class _Instruments:
@@ -168,20 +145,6 @@ def capture_content() -> bool:
     if _SETTINGS.capture_content is not None:
         return _SETTINGS.capture_content
     return os.environ.get(CAPTURE_CONTENT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-@cache
-def provider_name(model: str, custom_provider: str | None = None) -> str:
-    """``gen_ai.provider.name`` for a litellm model string (``anthropic/claude-...``, ``gpt-4o``)."""
-    provider = custom_provider
-    if not provider:
-        try:
-            from lmi._lazy import litellm
-
-            provider = litellm().get_llm_provider(model)[1]
-        except Exception:
-            provider = model.split("/", 1)[0] if "/" in model else "unknown"
-    return _PROVIDER_NAMES.get(provider, provider)
 
 
 def _guarded(what: str, action: Callable[[], T]) -> T | None:
@@ -356,59 +319,13 @@ async def traced_chat(
         input_tokens = sum(u.prompt_tokens for u in usage)
         output_tokens = sum(u.completion_tokens for u in usage)
         cost = sum(result.cost for result in results)
-        op.set(_response_attributes(op, results, input_tokens, output_tokens, cost))
+        op.set(
+            response_attributes(
+                results, input_tokens, output_tokens, cost, op.response_model, capture_content()
+            )
+        )
         op.finish(input_tokens=input_tokens, output_tokens=output_tokens, cost=cost)
         return results
-
-
-def request_attributes(params: Mapping[str, Any]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {}
-    for key, attribute in _REQUEST_ATTRIBUTES.items():
-        value = params.get(key)
-        # The conventions record a choice count only when it is not 1.
-        if isinstance(value, int | float) and not isinstance(value, bool) and (key != "n" or value != 1):
-            attributes[attribute] = value
-    stop = params.get("stop")
-    if stop:
-        attributes["gen_ai.request.stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
-    return attributes
-
-
-def _response_attributes(
-    op: Operation, results: Sequence[LLMResult], input_tokens: int, output_tokens: int, cost: float
-) -> dict[str, Any]:
-    first = results[0] if results else None
-    attributes: dict[str, Any] = {
-        "gen_ai.usage.input_tokens": input_tokens,
-        "gen_ai.usage.output_tokens": output_tokens,
-        "gen_ai.usage.cache_read.input_tokens": sum(r.cache_read_tokens for r in results),
-        "gen_ai.usage.cache_creation.input_tokens": sum(r.cache_creation_tokens for r in results),
-        "gen_ai.response.finish_reasons": [r.finish_reason for r in results if r.finish_reason],
-        "lmi.cost_usd": cost,
-        "lmi.cache_hit": bool(getattr(first, "cache_hit", False)),
-    }
-    if op.response_model:
-        attributes["gen_ai.response.model"] = op.response_model
-    if first is not None and first.provider_response_id:
-        attributes["gen_ai.response.id"] = first.provider_response_id
-    if first is not None and capture_content():
-        attributes["gen_ai.input.messages"] = json.dumps([_message_json(m) for m in first.prompt or ()])
-        attributes["gen_ai.output.messages"] = json.dumps(
-            [
-                {
-                    "role": "assistant",
-                    "parts": [{"type": "text", "content": r.text or ""}],
-                    "finish_reason": r.finish_reason or "",
-                }
-                for r in results
-            ]
-        )
-    return attributes
-
-
-def _message_json(message: Any) -> dict[str, Any]:
-    content = getattr(message, "content", None)
-    return {"role": getattr(message, "role", "user"), "parts": [{"type": "text", "content": content or ""}]}
 
 
 def traced_operation(

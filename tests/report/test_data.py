@@ -9,8 +9,10 @@ from pathlib import Path
 import litellm
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from lmi.report import PERCENTILES, ReportError, load_report
+from lmi.report import PERCENTILES, ReportError, load_report, percentile
 from tests.report.sample import MODELS, day_of, sample_calls, today, write_ledger
 
 
@@ -113,3 +115,10 @@ def test_missing_and_foreign_files_are_report_errors(tmp_path: Path) -> None:
         connection.execute("CREATE TABLE t (x)")
     with pytest.raises(ReportError, match="not a cost ledger"):
         load_report(other)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e4, allow_nan=False), min_size=1, max_size=200))
+def test_percentiles_match_numpys_linear_method(values: list[float]) -> None:
+    ordered = sorted(values)
+    for p in (*PERCENTILES, 0, 100):
+        assert percentile(ordered, p) == pytest.approx(float(np.percentile(values, p)), rel=1e-9, abs=1e-9)
