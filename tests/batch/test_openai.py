@@ -202,3 +202,26 @@ async def test_budgets_refuse_before_sending_and_count_what_was_billed(
     billed = sum(r.cost for r in results)  # type: ignore[union-attr]
     assert status.spent_usd == pytest.approx(billed, abs=1e-9)
     assert status.reserved_usd == 0
+
+
+async def test_answers_in_the_response_cache_are_not_submitted(
+    batch_server: BatchServer, batch_dir: Path, tmp_path: Path
+) -> None:
+    llm = model(batch_server, cache=str(tmp_path / "cache.sqlite"))
+    first = await llm.call_batch(["Say hello"], batch_dir=str(batch_dir))
+    # The batch's answer is in the cache: a plain call finds it (this server has no chat endpoint at all).
+    hit = await llm.call_single("Say hello")
+    assert hit.cache_hit
+    assert hit.text == first[0].text  # type: ignore[union-attr]
+
+    results = await llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir))
+    second = batch_server.created()[-1]
+    assert [item["body"]["messages"][0]["content"] for item in second.items] == ["What does 42 mean?"]
+    assert results[0].cache_hit and results[0].text == first[0].text  # type: ignore[union-attr]
+    assert not results[1].cache_hit  # type: ignore[union-attr]
+
+    refreshed = await llm.call_batch(
+        ["Say hello", "What does 42 mean?"], batch_dir=str(tmp_path / "b2"), cache="refresh"
+    )
+    assert len(batch_server.created()[-1].items) == 2
+    assert not any(r.cache_hit for r in refreshed)  # type: ignore[union-attr]

@@ -67,7 +67,8 @@ async def submit_batch(
 ) -> str:
     """Record the job and submit its batches; return the job id without waiting for the answers."""
     options = _options(model, kwargs)
-    store, job, target, _ = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
+    kwargs.pop("cache", None)
+    store, job, target, _, _ = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
     async with _provider(target) as provider:
         runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
         await runner.submit_pending()
@@ -89,17 +90,62 @@ async def call_batch(
 ) -> list[BatchOutcome]:
     """Answer every prompt through the provider's batch API; results (or exceptions) in input order."""
     options = _options(model, kwargs)
-    store, job, target, sent = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
+    cache = _cache(model, kwargs.pop("cache", None))
+    store, job, target, sent, keys = _prepare(
+        model, prompts, output_type, tools, tool_choice, batch_dir, kwargs, keyed=cache is not None
+    )
 
     async def run() -> list[BatchOutcome]:
+        cached = await _cached(cache, keys, sent, store, job)
         async with _provider(target) as provider:
             runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
             items = await runner.run()
-            outcomes, new_cost = results(store, job, model.settings.chain[0].name, items, sent, output_type)
+            name = model.settings.chain[0].name
+            outcomes, new_cost = results(store, job, name, items, sent, output_type, cached)
             await runner.settle_budgets(new_cost)
+        if cache is not None:  # what the batch answered, a later call (or batch) finds in the cache
+            for item, outcome in zip(items, outcomes, strict=True):
+                key = keys[item.idx]
+                if key and item.kind == "succeeded" and isinstance(outcome, LLMResult):
+                    await cache[0].store_results(key, [outcome])
         return outcomes
 
     return await _traced(job, target, run)
+
+
+def _cache(model: LiteLLMModel, mode: Any) -> tuple[Any, bool] | None:
+    """The model's response cache as ``call`` uses it, and whether to skip lookups ("refresh")."""
+    if mode not in (None, True, False, "refresh"):
+        raise ValueError(f"cache must be True, False or 'refresh', got {mode!r}")
+    store = model.response_cache() if mode is not False else None
+    if store is None:
+        return None
+    from lmi.cache import chat_cache
+
+    return chat_cache(store), mode == "refresh"
+
+
+async def _cached(
+    cache: tuple[Any, bool] | None,
+    keys: list[str | None],
+    sent: list[list[Any]],
+    store: BatchStore,
+    job: Job,
+) -> dict[int, LLMResult]:
+    """Items the response cache already answers: kept out of the batch, answered from the cache."""
+    if cache is None or cache[1]:
+        return {}
+    submitted = {item.idx for item in store.items(job.job_id) if item.batch_id not in (None, "cache")}
+    hits: dict[int, LLMResult] = {}
+    for index, key in enumerate(keys):
+        if key is None or index in submitted:
+            continue
+        found = await cache[0].lookup(key, sent[index])
+        if found:
+            hits[index] = found[0]
+    if hits:
+        store.answer_from_cache(job.job_id, list(hits))
+    return hits
 
 
 def _budgets(model: LiteLLMModel) -> tuple[Any, ...]:
@@ -149,7 +195,8 @@ def _prepare(
     tool_choice: Any,
     batch_dir: str | None,
     kwargs: dict[str, Any],
-) -> tuple[BatchStore, Job, Target, list[list[Any]]]:
+    keyed: bool = False,
+) -> tuple[BatchStore, Job, Target, list[list[Any]], list[str | None]]:
     if isinstance(prompts, str):
         raise TypeError("call_batch takes a list of prompts; wrap a single prompt in a list")
     if not prompts:
@@ -157,7 +204,8 @@ def _prepare(
     deployment = model.settings.chain[0]
     target = batch_target(deployment)
     built = build_items(target, deployment, prompts, kwargs, output_type, tools, tool_choice)
-    bodies = [body for _, body in built]
+    bodies = [body for _, body, _ in built]
+    keys = [model._cache_key_or_none(sent, params) if keyed else None for sent, _, params in built]
     store = BatchStore(batch_dir or model.config.get("batch_dir"))
     job = Job(
         job_id=job_id_for(target, bodies),
@@ -174,7 +222,7 @@ def _prepare(
             store.refuse(job.job_id, too_long)
     else:
         job = store.job(job.job_id) or job  # the same job ran before: resume it
-    return store, job, target, [sent for sent, _ in built]
+    return store, job, target, [sent for sent, _, _ in built], keys
 
 
 def _over_context(model: str, bodies: list[dict[str, Any]]) -> dict[int, str]:
@@ -204,6 +252,7 @@ def results(
     items: list[Item],
     prompts: list[list[Any]] | None = None,
     output_type: OutputType | None = None,
+    cached: dict[int, LLMResult] | None = None,
 ) -> tuple[list[BatchOutcome], float]:
     """One result or exception per item, and what the items tracked now for the first time cost.
 
@@ -219,6 +268,13 @@ def results(
     newly_tracked = []
     new_cost = 0.0
     for item in items:
+        if item.kind == "cached":
+            hit = (cached or {}).get(item.idx)
+            gone = "answered by the response cache, whose entry is gone: run it again with cache='refresh'"
+            outcomes.append(
+                hit if hit is not None else BatchItemError(item.idx, item.custom_id, "cached", gone)
+            )
+            continue
         if item.kind != "succeeded" or item.answer is None:
             reason = item.error or (item.kind or "no outcome")
             outcomes.append(BatchItemError(item.idx, item.custom_id, item.kind or "missing", reason))

@@ -95,8 +95,9 @@ def build_items(
     output_type: OutputType | None,
     tools: list[Any] | None,
     tool_choice: Any,
-) -> list[tuple[list[Any], dict[str, Any]]]:
-    """``(prompt messages, request body)`` per prompt, in the provider's wire format."""
+) -> list[tuple[list[Any], dict[str, Any], dict[str, Any]]]:
+    """``(prompt messages, request body, request parameters)`` per prompt, the body in the provider's
+    wire format, the parameters as ``call`` would pass them (what the response cache keys on)."""
     from lmi.llms.base import normalize_messages, output_type_request, tools_request
     from lmi.llms.litellm_model import _message_dict as message_dict
 
@@ -135,7 +136,7 @@ def build_items(
             body = encode(target.model, [message_dict(m) for m in sent], params)
         except (KeyError, ValueError) as exc:
             raise ValueError(f"prompts[{index}]: {exc}") from exc
-        items.append((sent, body))
+        items.append((sent, body, params))
     return items
 
 

@@ -228,6 +228,15 @@ class BatchStore:
                 [(reason, job_id, idx) for idx, reason in reasons.items()],
             )
 
+    def answer_from_cache(self, job_id: str, indices: list[int]) -> None:
+        """Keep items the response cache answers out of every batch (``batch_id`` "cache")."""
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE items SET batch_id = 'cache', kind = 'cached' WHERE job_id = ? AND idx = ? "
+                "AND (batch_id IS NULL OR batch_id = 'cache')",
+                [(job_id, idx) for idx in indices],
+            )
+
     def mark_tracked(self, job_id: str, indices: list[int]) -> None:
         with self._transaction() as db:
             db.executemany(
