@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,6 +54,9 @@ class Fault:
     event_delay: float | None = None  # seconds between stream events (a slow stream); else stream_delay
     stall_after_events: int | None = None  # serve this many stream events, then go silent ...
     stall: float = 0.0  # ... for this many seconds, then drop the connection
+    rewrite: Callable[[str], str] | None = None  # answer with the recording's body passed through this
+    chunk_bytes: int | None = None  # write the recorded body in pieces of this many bytes (mid-character
+    chunk_delay: float = 0.0  # too), this many seconds apart: a trickled body
 
 
 def load_recording(name: str) -> list[dict[str, Any]]:
@@ -213,12 +217,15 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.drop:
                 self._reset()
                 return
-            streamed = fault is not None and (
-                fault.cut_after_events is not None
+            recorded = fault is not None and (
+                fault.replay
+                or fault.cut_after_events is not None
                 or fault.stall_after_events is not None
                 or fault.event_delay is not None
+                or fault.rewrite is not None
+                or fault.chunk_bytes is not None
             )
-            if fault is not None and not fault.replay and not streamed:
+            if fault is not None and not recorded:
                 self._send(fault.status, fault.content_type, fault.body.encode(), fault.headers)
                 return
             exchange = server._choose(name, path, body)
@@ -227,20 +234,41 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "application/json", message.encode(), {})
                 return
             headers = {k: v for k, v in exchange["headers"].items() if k.lower() not in _SKIPPED_HEADERS}
-            payload = exchange["response"].encode()
+            response = exchange["response"]
+            if fault is not None and fault.rewrite is not None:
+                response = fault.rewrite(response)
+            payload = response.encode()
             if exchange["content_type"].startswith("text/event-stream"):
                 self._send_stream(exchange["status"], exchange["content_type"], payload, headers, fault)
             else:
-                self._send(exchange["status"], exchange["content_type"], payload, headers)
+                self._send(exchange["status"], exchange["content_type"], payload, headers, fault)
 
-        def _send(self, status: int, content_type: str, payload: bytes, headers: dict[str, str]) -> None:
+        def _send(
+            self,
+            status: int,
+            content_type: str,
+            payload: bytes,
+            headers: dict[str, str],
+            fault: Fault | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("content-type", content_type)
             self.send_header("content-length", str(len(payload)))
             for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(payload)
+            self._write(payload, fault)
+
+        def _write(self, payload: bytes, fault: Fault | None) -> None:
+            """Write ``payload`` at once, or trickled in the fault's pieces."""
+            if fault is None or fault.chunk_bytes is None:
+                self.wfile.write(payload)
+                return
+            for start in range(0, len(payload), fault.chunk_bytes):
+                self.wfile.write(payload[start : start + fault.chunk_bytes])
+                self.wfile.flush()
+                if fault.chunk_delay:
+                    time.sleep(fault.chunk_delay)
 
         def _reset(self) -> None:
             """Close the connection with a TCP reset, as a crashed proxy or a killed server would."""
@@ -275,7 +303,7 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
                     time.sleep(fault.stall)
                     self.close_connection = True
                     return
-                self.wfile.write(event)
+                self._write(event, fault)
                 self.wfile.flush()
                 if pause:
                     time.sleep(pause)

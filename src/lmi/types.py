@@ -146,11 +146,11 @@ _DEFERRABLE = ("messages", "prompt")
 class LLMResult(BaseModel):
     """One completion: its text and messages, what it cost and how long it took.
 
-    ``str(result)`` is the text. With n>1 a call returns one result per choice and the call's usage and
-    cost are split across them: token counts in integer shares (the remainder on the first result), the
-    cost in shares that ``sum(r.cost for r in results)`` adds up to the bill exactly, so summing over
-    results never double counts. ``priced`` is False when the price map does not know the model or
-    something it billed (audio, a service tier, ...): ``cost`` is then $0 or an estimate.
+    ``str(result)`` is the text. With n>1 a call returns one result per choice, in ``index`` order, and
+    the call's usage and cost are split across them: token counts in integer shares (the remainder on the
+    first result), the cost in shares that ``sum(r.cost for r in results)`` adds up to the bill exactly,
+    so summing over results never double counts. ``priced`` is False when the price map does not know the
+    model or something it billed (audio, a service tier, ...): ``cost`` is then $0 or an estimate.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
@@ -158,6 +158,7 @@ class LLMResult(BaseModel):
     id: UUID = Field(default_factory=_random_id)
     name: str | None = Field(default=None, description="Caller-given name for this result.")
     model: str = ""
+    index: int = Field(default=0, description="The provider's index of this completion among the n.")
     text: str | None = ""
     messages: list[Any] | None = Field(
         default=None, description="The assistant's aviary Message(s), a ToolRequestMessage for tool calls."

@@ -119,3 +119,20 @@ def test_a_failed_run_leaves_the_previous_output_untouched(
     assert_one_line_error(result, "maximum context length")
     assert out.read_text() == "previous run\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.jsonl"]  # no temporary file left
+
+
+def test_lines_split_at_lf_and_crlf_only(run_lmi: RunLmi, tmp_path: Path) -> None:
+    # A form feed, U+2028, U+0085 and a lone CR are characters inside a line, not line breaks.
+    lines = ["page one\x0cpage two", "left\u2028right", "next\x85line", "carriage\rreturn", "last"]
+    (tmp_path / "odd.txt").write_bytes(
+        (lines[0] + "\n" + lines[1] + "\r\n\r\n" + lines[2] + "\n" + lines[3] + "\r\n" + lines[4]).encode()
+    )
+
+    for source in ("odd.txt", "-"):
+        stdin = (tmp_path / "odd.txt").read_bytes().decode() if source == "-" else None
+        result = run_lmi("embed", source, "--lines", "-m", "sparse", input=stdin)
+
+        assert result.returncode == 0, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [(row["index"], row["line"]) for row in rows] == [(0, 1), (1, 2), (2, 4), (3, 5), (4, 6)]
+        assert [row["embedding"] for row in rows] == sparse_vectors(lines)

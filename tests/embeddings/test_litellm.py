@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,7 +17,12 @@ from lmi._lazy import litellm
 from lmi._tokenizer import cl100k
 from lmi.embeddings import EmbeddingBatchError
 from lmi.embeddings.litellm import decode_vector
-from tests.embeddings.helpers import recorded_prompt_tokens, recorded_vectors, replayed_model
+from tests.embeddings.helpers import (
+    recorded_exchange,
+    recorded_prompt_tokens,
+    recorded_vectors,
+    replayed_model,
+)
 from tests.replay import Fault, ReplayServer
 
 NEO = "openai-embeddings-495721"  # ["my", "name", "is", "neo"] whole, then in halves; no dimensions
@@ -295,3 +302,39 @@ async def test_a_batch_heavier_than_the_rate_limit_fails_before_sending(replay: 
 
     assert isinstance(caught.value.__cause__, TimeoutError)
     assert replay.requests_for(NEO) == []
+
+
+def _with_indices(indices: list[int]) -> Callable[[str], str]:
+    """The recorded response with each item's ``index`` replaced (vectors left where they were)."""
+
+    def rewrite(body: str) -> str:
+        response = json.loads(body)
+        assert len(response["data"]) == len(indices)
+        for item, index in zip(response["data"], indices, strict=True):
+            item["index"] = index
+        return json.dumps(response)
+
+    return rewrite
+
+
+@pytest.mark.parametrize("indices", [[0, 1, 0, 1], [0, 1, 2, 2], [1, 2, 3, 4], [0, 1, 2, -1]])
+async def test_indices_that_do_not_cover_the_batch_fail_it(replay: ReplayServer, indices: list[int]) -> None:
+    replay.inject(NEO, Fault(rewrite=_with_indices(indices)))
+    model = replayed_model(replay, NEO, config={"kwargs": {"encoding_format": "float"}})
+
+    with pytest.raises(EmbeddingBatchError) as caught:
+        await model.embed_documents(WORDS)
+
+    assert "indices" in str(caught.value)
+    assert str(indices) in str(caught.value)
+    assert (caught.value.first, caught.value.last) == (0, 3)
+
+
+async def test_vectors_are_placed_by_their_index_not_their_position(replay: ReplayServer) -> None:
+    replay.inject(NEO, Fault(rewrite=_with_indices([2, 0, 3, 1])))
+    model = replayed_model(replay, NEO, config={"kwargs": {"encoding_format": "float"}})
+
+    vectors = await model.embed_documents(WORDS)
+
+    sent = [item["embedding"] for item in recorded_exchange(NEO, WORDS)["body"]["data"]]
+    assert vectors == [sent[1], sent[3], sent[0], sent[2]]

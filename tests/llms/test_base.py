@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gc
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,7 +13,9 @@ import pytest
 from aviary.core import Message
 from pydantic import BaseModel, Field
 
-from lmi import JSONSchemaValidationError, LLMModel, LLMResult
+from lmi import JSONSchemaValidationError, LiteLLMModel, LLMModel, LLMResult
+from tests.llms.helpers import openai_model, recorded, sse_events
+from tests.replay import ReplayServer
 
 
 class EchoModel(LLMModel):
@@ -101,3 +107,80 @@ def test_tool_choice_validation_is_eager() -> None:
     with pytest.raises(ValueError, match="sometimes"):
         tools_request([tool], "sometimes")
     assert tools_request([tool], None) == {"tools": [tool.model_dump(exclude_none=True, by_alias=True)]}
+
+
+# -- callbacks and n, through a real model against the recorded stream ----------------------------------
+
+STREAM = "openai-chat-stream-29f559"  # "Say hello", streamed in 13 events
+
+
+def _streamed_text() -> str:
+    events = sse_events(recorded(STREAM))
+    return "".join(choice["delta"].get("content") or "" for event in events for choice in event["choices"])
+
+
+class _Collector:
+    """A callable object whose ``__call__`` is a plain method returning a coroutine."""
+
+    def __init__(self) -> None:
+        self.deltas: list[str] = []
+
+    def __call__(self, delta: str) -> Any:
+        async def keep() -> None:
+            await asyncio.sleep(0)
+            self.deltas.append(delta)
+
+        return keep()
+
+
+async def test_callbacks_returning_awaitables_are_awaited(replay: ReplayServer) -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    collector = _Collector()
+    partial_deltas: list[str] = []
+
+    async def append(target: list[str], delta: str) -> None:
+        target.append(delta)
+
+    llm = openai_model(replay, STREAM)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = await llm.call_single(
+            "Say hello",
+            callbacks=[lambda delta: queue.put(delta), collector, functools.partial(append, partial_deltas)],
+        )
+        gc.collect()  # a coroutine never awaited warns when it is collected
+    assert not [w for w in caught if "never awaited" in str(w.message)]
+    received = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert result.text == _streamed_text()
+    assert "".join(received) == result.text
+    assert len(received) > 1  # every delta, not one final text
+    assert collector.deltas == received
+    assert partial_deltas == received
+
+
+@pytest.mark.parametrize("where", ["flat", "model_list", "fallback"])
+async def test_n_from_the_config_with_callbacks_is_refused_before_sending(
+    replay: ReplayServer, where: str
+) -> None:
+    base = replay.openai_base(STREAM)
+    if where == "flat":
+        llm = LiteLLMModel(config={"name": "gpt-4o-mini", "api_base": base, "n": 3})
+    else:
+        params = {"model": "gpt-4o-mini", "api_base": base}
+        primary_n = {"n": 3} if where == "model_list" else {}
+        backup_n = {"n": 2} if where == "fallback" else {}
+        config = {
+            "model_list": [
+                {"model_name": "a", "litellm_params": {**params, **primary_n}},
+                {"model_name": "b", "litellm_params": {**params, **backup_n}},
+            ],
+            "fallbacks": [{"a": ["b"]}],
+        }
+        llm = LiteLLMModel(name="a", config=config)
+    with pytest.raises(ValueError, match=r"n=[23]"):
+        await llm.call("Say hello", callbacks=[lambda _: None])
+    assert replay.requests_for(STREAM) == []
+    # n=1 from the call overrides the config's, so the stream goes out with n=1
+    result = await llm.call_single("Say hello", callbacks=[lambda _: None])
+    assert result.text == _streamed_text()
+    assert [request.body.get("n") for request in replay.requests_for(STREAM)] == [1]

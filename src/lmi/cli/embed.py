@@ -72,10 +72,13 @@ def read_documents(files: list[str], lines: bool) -> list[Document]:
     documents: list[Document] = []
     for name in files:
         if name == STDIN:
-            documents.extend(_lines(name, sys.stdin.read()))
+            documents.extend(_lines(name, _read_stdin()))
             continue
         try:
-            text = Path(name).read_text(encoding="utf-8")
+            # Lines end at \n or \r\n only: newline="" keeps a lone \r (and str.splitlines' form feeds
+            # and U+2028) inside its line.
+            with open(name, encoding="utf-8", newline="" if lines else None) as file:
+                text = file.read()
         except OSError as exc:
             raise CLIError(f"cannot read {name}: {(exc.strerror or str(exc)).lower()}") from None
         except UnicodeDecodeError:
@@ -84,8 +87,20 @@ def read_documents(files: list[str], lines: bool) -> list[Document]:
     return documents
 
 
+def _read_stdin() -> str:
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # replaced by a text-only stream
+        return sys.stdin.read()
+    try:
+        return raw.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CLIError("cannot read stdin: not UTF-8 text") from None
+
+
 def _lines(source: str, text: str) -> Iterator[Document]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    """Each non-blank line, numbered from 1; lines end at LF or CRLF, nothing else."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if line.strip():
             yield Document(source, number, line)
 

@@ -274,7 +274,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
                 from lmi._lazy import litellm
 
                 response = await litellm().aembedding(model=self.name, input=texts, **kwargs)
-                data = _in_input_order(response.data)
+                data = response.data
                 prompt_tokens = getattr(response.usage, "prompt_tokens", None)
         except BaseException:
             if holds is not None:
@@ -284,9 +284,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         usage, cost = self._record_cost(texts, prompt_tokens)
         if holds is not None:
             await settle_budgets(holds, cost, self.name)
-        vectors = [decode_vector(embedding) for embedding in data]
-        if len(vectors) != len(texts):
-            raise ValueError(f"the provider returned {len(vectors)} vectors for {len(texts)} texts")
+        vectors = [decode_vector(embedding) for embedding in vectors_by_index(data, len(texts))]
         size = len(vectors[0])
         if self.ndim is None:
             self.ndim = size
@@ -391,12 +389,24 @@ def _quiet_base64_dump_warning() -> None:
     warnings.filterwarnings("ignore", message=BASE64_DUMP_WARNING, category=UserWarning)
 
 
-def _in_input_order(data: list[Any]) -> list[Any]:
-    """The embeddings of a response's ``data``, ordered by their ``index`` when every item has one."""
+def vectors_by_index(data: Sequence[Any], count: int) -> list[Any]:
+    """The embeddings of a response's ``data`` for ``count`` inputs, each placed at its ``index``.
+
+    Every index ``0..count-1`` must appear exactly once: a proxy that numbers sub-batches from 0 would
+    otherwise hand texts each other's vectors without a word.
+    """
     items = [item if isinstance(item, dict) else dict(item) for item in data]
-    if all("index" in item for item in items):
-        items.sort(key=lambda item: item["index"])
-    return [item["embedding"] for item in items]
+    indices = [item.get("index") for item in items]
+    if sorted(i for i in indices if isinstance(i, int) and not isinstance(i, bool)) != list(range(count)):
+        shown = indices if len(indices) <= 20 else [*indices[:20], "..."]
+        raise ValueError(
+            f"the provider's embeddings carry indices {shown}; {count} texts need each of "
+            f"0..{count - 1} exactly once"
+        )
+    vectors: list[Any] = [None] * count
+    for item in items:
+        vectors[item["index"]] = item["embedding"]
+    return vectors
 
 
 def decode_vector(embedding: list[float] | str) -> list[float]:
@@ -409,4 +419,4 @@ def decode_vector(embedding: list[float] | str) -> list[float]:
     return vector
 
 
-__all__ = ["LiteLLMEmbeddingModel"]
+__all__ = ["LiteLLMEmbeddingModel", "vectors_by_index"]

@@ -7,7 +7,7 @@ what comes back. Subclasses only talk to their provider.
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import json
 import re
 import warnings
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lmi import telemetry
 from lmi._lazy import aviary_core
 from lmi.exceptions import JSONSchemaValidationError
+from lmi.llms.config import requested_n
 from lmi.types import Deferred, LLMResult
 
 if TYPE_CHECKING:
@@ -261,8 +262,13 @@ class LLMModel(ABC, BaseModel):
         if tools:
             kwargs = {**tools_request(tools, tool_choice), **kwargs}
         callbacks = list(callbacks or ())
-        if callbacks and kwargs.get("n", 1) != 1:
-            raise ValueError("Streaming callbacks receive one completion; use n=1 with callbacks.")
+        if callbacks:
+            n = self.completions_requested(kwargs)
+            if n != 1:
+                raise ValueError(
+                    f"Streaming callbacks receive one completion, but n={n} would be requested "
+                    "(from the call or the config); pass n=1 with callbacks."
+                )
         complete = partial(self._complete, prompt, callbacks, output_type, kwargs)
         cache = self._chat_cache(cache_mode)
         if cache is None:
@@ -321,6 +327,10 @@ class LLMModel(ABC, BaseModel):
             warnings.warn(f"{self.name}: this call is not cached: {exc}", stacklevel=4)
             return None
 
+    def completions_requested(self, kwargs: Mapping[str, Any]) -> int:
+        """How many completions a call with ``kwargs`` asks for: its ``n``, else the config's."""
+        return requested_n(kwargs.get("n", self.config.get("n")))
+
     async def call_single(
         self,
         messages: str | Iterable[Message | Mapping[str, Any]],
@@ -338,18 +348,30 @@ class LLMModel(ABC, BaseModel):
         return results[0]
 
 
-def text_notifier(callbacks: list[TextCallback]) -> Callable[[str], Awaitable[None]]:
-    """One awaitable that feeds a text delta to every callback, sync and async alike, in order."""
-    pairs = [
-        (cb, asyncio.iscoroutinefunction(cb) or asyncio.iscoroutinefunction(type(cb).__call__))
-        for cb in callbacks
-    ]
+class TextNotifier:
+    """Feeds each text delta to every callback in order, awaiting whatever a callback returns that is
+    awaitable (an ``async def``, or e.g. ``lambda d: queue.put(d)`` on an ``asyncio.Queue``).
 
-    async def notify(delta: str) -> None:
-        for callback, is_async in pairs:
-            if is_async:
-                await callback(delta)
-            else:
-                callback(delta)
+    :meth:`delivered` tells whether any text has reached the callbacks, after which a failed attempt
+    must not be retried: the callbacks would see the text twice.
+    """
 
-    return notify
+    __slots__ = ("_callbacks", "_delivered")
+
+    def __init__(self, callbacks: Iterable[TextCallback]) -> None:
+        self._callbacks = tuple(callbacks)
+        self._delivered = False
+
+    def delivered(self) -> bool:
+        return self._delivered
+
+    async def __call__(self, delta: str) -> None:
+        self._delivered = True
+        for callback in self._callbacks:
+            returned = callback(delta)
+            if returned is not None and inspect.isawaitable(returned):
+                await returned
+
+
+def text_notifier(callbacks: Iterable[TextCallback]) -> TextNotifier:
+    return TextNotifier(callbacks)

@@ -31,7 +31,10 @@ DEFAULT_MODEL = "gpt-4o-mini"
 
 # Kept for code that imported it from here; the parameters and their checks live in lmi.llms.params.
 COMPLETION_PARAMS = KNOWN_PARAMS
-RETRY_KEYS = frozenset({"num_retries", "retry_backoff", "max_backoff", "retry_after"})
+RETRY_KEYS = frozenset({"num_retries", "retry_backoff", "max_backoff", "retry_after", "total_timeout"})
+# A provider's retry-after is waited in full, whatever max_backoff says, up to this many seconds; a
+# longer one moves on to the next model at once (a retry sooner than asked only earns another 429).
+RETRY_AFTER_CEILING = 600.0
 # Router options that only make sense for LiteLLM's Router (several deployments per name); accepted so
 # router configs written for LiteLLM keep working, and ignored because lmi routes calls itself.
 IGNORED_ROUTER_KEYS = frozenset(
@@ -82,11 +85,16 @@ class RetryPolicy:
     backoff: float = 0.5  # seconds before the first retry, doubled each time
     max_backoff: float = 30.0
     min_wait: float = 0.0  # LiteLLM's ``retry_after``: never retry sooner than this
+    total_timeout: float | None = None  # seconds for the whole call, retries and fallbacks included
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based); a provider's retry-after wins."""
+        """Seconds to wait before retry number ``attempt`` (0-based).
+
+        The provider's ``retry-after`` wins over ``max_backoff`` (up to :data:`RETRY_AFTER_CEILING`);
+        without one, the backoff doubles from ``backoff`` up to ``max_backoff``.
+        """
         if retry_after is not None:
-            return min(max(retry_after, self.min_wait), max(self.max_backoff, self.min_wait))
+            return min(max(retry_after, self.min_wait), RETRY_AFTER_CEILING)
         return min(max(self.backoff * 2**attempt, self.min_wait), self.max_backoff)
 
 
@@ -119,6 +127,31 @@ class ModelSettings:
     @property
     def n(self) -> int:
         return int(self.deployments[self.primary].params.get("n") or 1)
+
+    def completions_requested(self, kwargs: Mapping[str, Any]) -> int:
+        """The most completions any model of the chain would be asked for: ``n`` from the call, else each
+        deployment's own."""
+        if "n" in kwargs:
+            return requested_n(kwargs["n"])
+        return max(requested_n(deployment.params.get("n")) for deployment in self.chain)
+
+    def attempt_timeout(self, deployment: Deployment, kwargs: Mapping[str, Any]) -> float | None:
+        """Seconds one attempt on ``deployment`` may take: the call's ``timeout``, else the deployment's,
+        else the router's. Anything but a number (an ``httpx.Timeout``) is left to the transport."""
+        value = kwargs["timeout"] if "timeout" in kwargs else deployment.params.get("timeout", self.timeout)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        return None
+
+
+def requested_n(n: Any) -> int:
+    """A request's ``n`` as the provider will read it; absent or unreadable means one completion."""
+    if n is None or isinstance(n, bool):
+        return 1
+    try:
+        return int(n)
+    except (TypeError, ValueError):
+        return 1
 
 
 def _as_mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -277,11 +310,13 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
     num_retries = options.get("num_retries", 3)
     if not isinstance(num_retries, int) or isinstance(num_retries, bool) or num_retries < 0:
         raise ConfigurationError(f"'num_retries' must be a non-negative integer, got {num_retries!r}")
+    total = options.get("total_timeout")
     retry = RetryPolicy(
         num_retries=num_retries,
         backoff=_float(options.get("retry_backoff", 0.5), "retry_backoff"),
         max_backoff=_float(options.get("max_backoff", 30.0), "max_backoff"),
         min_wait=_float(options.get("retry_after", 0.0), "retry_after"),
+        total_timeout=None if total is None else _float(total, "total_timeout"),
     )
     timeout = options.get("timeout")
     if config.get("prices") is not None:

@@ -20,12 +20,11 @@ from lmi._lazy import aviary_core
 from lmi.cache.keys import chat_key
 from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
-from lmi.exceptions import ModelCallError
-from lmi.llms.base import LLMModel, TextCallback, text_notifier
+from lmi.llms.base import LLMModel, TextCallback, TextNotifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
 from lmi.llms.limits import NO_LIMITS, CallLimits, reserve_call
 from lmi.llms.results import Bill, Completion, bill_completion, build_results
-from lmi.llms.retry import is_provider_error, with_retries_and_fallbacks
+from lmi.llms.retry import is_provider_error, off_the_attempt_clock, with_retries_and_fallbacks
 from lmi.llms.transports import Route, Transport, route_for
 from lmi.types import LLMResult
 
@@ -168,7 +167,8 @@ class LiteLLMModel(LLMModel):
         if settings.budget is not None:
             budgets = (*budgets, settings.budget)
         # Budgets first: a call they refuse takes nothing from the rate limits and sends nothing.
-        holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
+        with off_the_attempt_clock():  # waiting for our own budgets is not the provider's time
+            holds = await self._reserve_budgets(budgets, deployment, request) if budgets else None
         bill: Bill | None = None
         limits: CallLimits = NO_LIMITS
         try:
@@ -189,7 +189,8 @@ class LiteLLMModel(LLMModel):
                     # The transport's hook, awaited once the body is ready, right before it is written.
                     # A limiter failure here (Redis down, a timeout) is ours, not the provider's: no retry.
                     nonlocal limits, started
-                    limits = await reserve_call(settings, deployment, request)
+                    with off_the_attempt_clock():  # nor is queueing for our own rate limiter
+                        limits = await reserve_call(settings, deployment, request)
                     started = time.perf_counter()  # the limiter's wait is not the provider's time
 
             started = time.perf_counter()
@@ -260,33 +261,41 @@ class LiteLLMModel(LLMModel):
         notify: Callable[[str], Awaitable[None]],
         before_send: Callable[[], Awaitable[None]] | None,
     ) -> tuple[Completion, float | None]:
-        first_token: float | None = None
+        first_text: float | None = None
 
         async def on_text(delta: str) -> None:
-            nonlocal first_token
-            if first_token is None:
-                first_token = time.perf_counter()
+            nonlocal first_text
+            if first_text is None:
+                first_text = time.perf_counter()
             await notify(delta)
 
-        try:
-            completion = await transport.stream(deployment, prepared, on_text, before_send)
-        except Exception as exc:
-            if first_token is not None and is_provider_error(exc):
-                # Text already reached the callbacks: retrying would repeat it, so stop here.
-                raise ModelCallError([(deployment.name, exc)]) from exc
-            raise
-        return completion, first_token
+        # A failure after text reached the callbacks is final: the retry layer sees notify.delivered().
+        completion = await transport.stream(deployment, prepared, on_text, before_send)
+        # The first token is the first delta of anything (a tool call, reasoning), when the codec knows it.
+        first = completion.first_delta_at
+        return completion, first if first is not None else first_text
+
+    def completions_requested(self, kwargs: Mapping[str, Any]) -> int:
+        return self._settings.completions_requested(kwargs)
 
     def _run(
         self,
         messages: list[Message],
         kwargs: dict[str, Any],
-        notify: Callable[[str], Awaitable[None]] | None,
+        notify: TextNotifier | None,
     ) -> Coroutine[Any, Any, list[LLMResult]]:
         # Plain functions and a partial, not coroutines: fewer frames for every resumption of the call.
         settings = self._settings
+        total_timeout = kwargs.pop("total_timeout", settings.retry.total_timeout)
         attempt = partial(self._attempt, settings, messages=messages, kwargs=kwargs, notify=notify)
-        return with_retries_and_fallbacks(settings.chain, settings.retry, attempt)
+        return with_retries_and_fallbacks(
+            settings.chain,
+            settings.retry,
+            attempt,
+            attempt_timeout=partial(settings.attempt_timeout, kwargs=kwargs),
+            total_timeout=total_timeout,
+            delivered=None if notify is None else notify.delivered,
+        )
 
     async def call_batch(self, prompts: Sequence[Any], **kwargs: Any) -> list[LLMResult | Exception]:
         """Answer every prompt through the provider's batch API (half price, minutes to hours).
@@ -306,5 +315,5 @@ class LiteLLMModel(LLMModel):
     async def acompletion_iter(
         self, messages: list[Message], callbacks: list[TextCallback] | None = None, **kwargs: Any
     ) -> AsyncIterator[LLMResult]:
-        for result in await self._run(messages, kwargs, text_notifier(list(callbacks or ()))):
+        for result in await self._run(messages, kwargs, TextNotifier(callbacks or ())):
             yield result

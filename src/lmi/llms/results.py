@@ -8,6 +8,7 @@ the n choices so that sums over results equal the bill.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -27,6 +28,7 @@ _MISSING = object()
 
 @dataclass(slots=True)
 class Choice:
+    index: int = 0  # the provider's choice index: results are returned in this order
     text: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "arguments": str}
     reasoning_content: str | None = None
@@ -42,6 +44,7 @@ class Completion:
     usage: TokenUsage | None
     response_model: str | None = None
     response_id: str | None = None
+    first_delta_at: float | None = None  # streams: perf_counter() at the first delta of anything
 
 
 def _plain_fields_only(cls: type, key: str) -> bool:
@@ -137,13 +140,19 @@ def _tool_call(call: Any) -> dict[str, Any]:
     }
 
 
-def completion_from_response(response: Any) -> Completion:
-    """Reduce a litellm ``ModelResponse`` (OpenAI, Anthropic and every other provider) to a Completion."""
+def completion_from_response(response: Any, indices: list[int] | None = None) -> Completion:
+    """Reduce a litellm ``ModelResponse`` (OpenAI, Anthropic and every other provider) to a Completion.
+
+    Choices are put in the order of their index: ``indices`` when given (the provider's own, one per
+    choice), else each choice's ``index``.
+    """
     choices = []
-    for choice in response.choices:
+    for position, choice in enumerate(response.choices):
         message = choice.message
+        index = indices[position] if indices is not None else _get(choice, "index")
         choices.append(
             Choice(
+                index=index if isinstance(index, int) else position,
                 text=message.content,
                 tool_calls=[_tool_call(call) for call in message.tool_calls or ()],
                 reasoning_content=_get(message, "reasoning_content"),
@@ -151,6 +160,7 @@ def completion_from_response(response: Any) -> Completion:
                 logprob=_logprob(_get(choice, "logprobs")),
             )
         )
+    choices.sort(key=_by_index)  # a provider may send them in any order
     return Completion(
         choices=choices,
         usage=usage_from_litellm(_get(response, "usage"), _get(response, "service_tier")),
@@ -159,11 +169,16 @@ def completion_from_response(response: Any) -> Completion:
     )
 
 
+def _by_index(choice: Choice) -> int:
+    return choice.index
+
+
 class StreamAssembler:
     """Accumulates litellm stream chunks into a :class:`Completion`, choice by choice.
 
     Text arrives in many small pieces; they are collected in lists and joined once in :meth:`finish`,
-    so a long stream costs linear time, not quadratic.
+    so a long stream costs linear time, not quadratic. ``first_delta_at`` is the ``time.perf_counter()``
+    reading at the first delta of anything (text, reasoning or a tool call): the first token.
     """
 
     __slots__ = (
@@ -172,6 +187,7 @@ class StreamAssembler:
         "_reasoning",
         "_texts",
         "_tool_calls",
+        "first_delta_at",
         "response_id",
         "response_model",
         "service_tier",
@@ -191,6 +207,7 @@ class StreamAssembler:
         self.service_tier: str | None = None
         self.response_model: str | None = None
         self.response_id: str | None = None
+        self.first_delta_at: float | None = None
 
     def add(self, chunk: Any) -> str:
         """Take one chunk; return the text it adds to the first choice (for streaming callbacks)."""
@@ -208,17 +225,20 @@ class StreamAssembler:
             index = _get(choice, "index") or 0
             state = self._choices.get(index)
             if state is None:
-                state = self._choices[index] = Choice()
+                state = self._choices[index] = Choice(index=index)
             delta = _get(choice, "delta")
             content = _get(delta, "content")
+            reasoning = _get(delta, "reasoning_content")
+            tool_calls = _get(delta, "tool_calls")
+            if self.first_delta_at is None and (content or reasoning or tool_calls):
+                self.first_delta_at = time.perf_counter()
             if content:
                 self._texts.setdefault(index, []).append(content)
                 if index == 0:
                     added += content
-            reasoning = _get(delta, "reasoning_content")
             if reasoning:
                 self._reasoning.setdefault(index, []).append(reasoning)
-            for call in _get(delta, "tool_calls") or ():
+            for call in tool_calls or ():
                 self._add_tool_call(index, call)
             logprobs = _get(_get(choice, "logprobs"), "content")
             if logprobs:
@@ -248,7 +268,8 @@ class StreamAssembler:
             if index in self._reasoning:
                 state.reasoning_content = "".join(self._reasoning[index])
         choices = [self._choices[i] for i in sorted(self._choices)] or [Choice(text="")]
-        for index, choice in enumerate(choices):
+        for choice in choices:
+            index = choice.index
             calls = self._tool_calls.get(index)
             if calls:
                 choice.tool_calls = [
@@ -258,7 +279,7 @@ class StreamAssembler:
                 choice.logprob = sum(self._logprobs[index])
         if self.usage_reported is not None:
             self.usage = usage_from_litellm(self.usage_reported, self.service_tier)
-        return Completion(choices, self.usage, self.response_model, self.response_id)
+        return Completion(choices, self.usage, self.response_model, self.response_id, self.first_delta_at)
 
 
 def _assistant_message(choice: Choice) -> Any:
@@ -384,7 +405,7 @@ def build_results(
     to_first = (first_token - started) if first_token is not None else 0.0
     results = []
     failures: list[ValueError] = []
-    for index, choice in enumerate(completion.choices):
+    for position, choice in enumerate(completion.choices):
         # Tool calls are built (and their arguments checked) now; a text answer's aviary message is built
         # when first read, so a caller reading only the text never imports aviary.
         messages: list[Any] | None = None
@@ -394,19 +415,20 @@ def build_results(
             except ValueError as exc:
                 failures.append(exc)
         result = LLMResult(
+            index=choice.index,
             model=name,
             text=choice.text or "",
             messages=messages,
             prompt=prompt if deferred_prompt is None else None,
-            prompt_count=prompts[index],
-            completion_count=completions[index],
-            cache_read_tokens=cache_reads[index],
-            cache_creation_tokens=cache_writes[index],
-            reasoning_tokens=reasoning[index],
+            prompt_count=prompts[position],
+            completion_count=completions[position],
+            cache_read_tokens=cache_reads[position],
+            cache_creation_tokens=cache_writes[position],
+            reasoning_tokens=reasoning[position],
             usage_estimated=usage.estimated,
             reasoning_content=choice.reasoning_content,
             finish_reason=choice.finish_reason,
-            cost=costs[index],
+            cost=costs[position],
             priced=cost.priced,
             seconds_to_first_token=to_first,
             seconds_to_last_token=to_last,

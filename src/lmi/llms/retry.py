@@ -1,25 +1,32 @@
-"""Retries with backoff, then the next model: a small wrapper around one provider attempt."""
+"""Retries with backoff, then the next model: a small wrapper around one provider attempt.
+
+Every transport's attempt runs inside :func:`with_retries_and_fallbacks`, which also owns the clocks:
+``timeout`` bounds each whole attempt (connect, send, the full body or the whole stream) and
+``total_timeout`` the call, retries and fallbacks included.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, TypeVar
 
 from lmi import telemetry
 from lmi.exceptions import ModelCallError, RateLimitTimeout, RedisUnavailableError
-from lmi.llms.config import Deployment, RetryPolicy
+from lmi.llms.config import RETRY_AFTER_CEILING, Deployment, RetryPolicy
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-_MAX_RETRY_AFTER = 120.0
 
 
 def _status(exc: BaseException) -> int | None:
@@ -91,38 +98,119 @@ def retry_after(exc: BaseException) -> float | None:
         except (TypeError, AttributeError):
             continue
         if ms is not None and (milliseconds := _number(ms)) is not None:
-            return min(milliseconds / 1000, _MAX_RETRY_AFTER)
+            return milliseconds / 1000
         if value is not None and (seconds := _seconds_until(value)) is not None:
-            return min(seconds, _MAX_RETRY_AFTER)
+            return seconds
     return None
+
+
+@dataclass(slots=True)
+class _AttemptClock:
+    """The running attempt's timeout, so a transport can leave its limiter wait off the clock."""
+
+    timeout: asyncio.Timeout
+    seconds: float | None  # the per-attempt timeout
+    deadline: float | None  # loop time at which the call's total_timeout runs out
+
+
+_CLOCK: ContextVar[_AttemptClock | None] = ContextVar("lmi_attempt_clock", default=None)
+
+
+@contextlib.contextmanager
+def off_the_attempt_clock() -> Iterator[None]:
+    """Wait for our own rate limiter without spending the attempt's ``timeout``.
+
+    The attempt's clock restarts when the block ends; the call's ``total_timeout`` keeps running.
+    """
+    clock = _CLOCK.get()
+    if clock is None or clock.seconds is None:
+        yield
+        return
+    clock.timeout.reschedule(clock.deadline)
+    yield  # on an exception the attempt is over: nothing to restart
+    restart = asyncio.get_running_loop().time() + clock.seconds
+    clock.timeout.reschedule(restart if clock.deadline is None else min(restart, clock.deadline))
+
+
+async def _bounded(
+    attempt: Callable[[Deployment], Awaitable[T]],
+    deployment: Deployment,
+    seconds: float | None,
+    deadline: float | None,
+) -> T:
+    """``attempt(deployment)``, cut off after ``seconds`` or at ``deadline`` with a TimeoutError."""
+    if seconds is None and deadline is None:
+        return await attempt(deployment)
+    now = asyncio.get_running_loop().time()
+    ends = [when for when in (None if seconds is None else now + seconds, deadline) if when is not None]
+    try:
+        async with asyncio.timeout_at(min(ends)) as timeout:
+            token = _CLOCK.set(_AttemptClock(timeout, seconds, deadline))
+            try:
+                return await attempt(deployment)
+            finally:
+                _CLOCK.reset(token)
+    except TimeoutError as exc:
+        if not timeout.expired():
+            raise  # the transport's or the limiter's own timeout: it speaks for itself
+        if deadline is not None and asyncio.get_running_loop().time() >= deadline - 1e-3:
+            raise TimeoutError(f"{deployment.name}: the call's total_timeout ran out") from exc
+        raise TimeoutError(f"{deployment.name}: no complete answer within timeout={seconds:g} s") from exc
 
 
 async def with_retries_and_fallbacks(
     chain: Sequence[Deployment],
     policy: RetryPolicy,
     attempt: Callable[[Deployment], Awaitable[T]],
+    *,
+    attempt_timeout: Callable[[Deployment], float | None] | None = None,
+    total_timeout: float | None = None,
+    delivered: Callable[[], bool] | None = None,
 ) -> T:
     """Run ``attempt`` on each deployment in turn until one succeeds.
 
-    Retryable errors are retried on the same deployment with exponential backoff (or the provider's
-    ``retry-after``); other provider errors move straight to the next deployment. Errors that are not
-    the provider's (bugs, bad input, cancellation) propagate untouched. When every deployment failed, one
-    :class:`ModelCallError` names each model tried with the provider's message.
+    Retryable errors are retried on the same deployment with exponential backoff capped at
+    ``max_backoff``, or after the provider's ``retry-after`` whatever ``max_backoff`` says (a
+    ``retry-after`` above :data:`~lmi.llms.config.RETRY_AFTER_CEILING` moves on instead of waiting); other
+    provider errors move straight to the next deployment. ``attempt_timeout(deployment)`` bounds each whole
+    attempt; ``total_timeout`` bounds everything, and a retry that could not start before it runs out is
+    not waited for. Once ``delivered()`` is true (text reached streaming callbacks) a failure is final,
+    so nothing is delivered twice. Errors that are not the provider's (bugs, bad input, cancellation)
+    propagate untouched, with a note naming the attempts that failed before. Otherwise one
+    :class:`ModelCallError` lists every attempt, in order, with the provider's message.
     """
     attempts: list[tuple[str, BaseException]] = []
     attempt = telemetry.traced_attempts(attempt)  # a child span per attempt, when traces are recorded
+    loop = asyncio.get_running_loop()
+    deadline = None if total_timeout is None else loop.time() + total_timeout
     for deployment in chain:
+        seconds = None if attempt_timeout is None else attempt_timeout(deployment)
         for retry in range(policy.num_retries + 1):
+            if deadline is not None and loop.time() >= deadline:
+                if not attempts:
+                    attempts.append((deployment.name, TimeoutError(f"total_timeout={total_timeout:g} s")))
+                raise ModelCallError(attempts) from attempts[-1][1]
             try:
-                return await attempt(deployment)
+                return await _bounded(attempt, deployment, seconds, deadline)
             except Exception as exc:
                 if not is_provider_error(exc):
+                    for model, earlier in attempts:
+                        exc.add_note(f"earlier attempt on {model}: {type(earlier).__name__}: {earlier}")
                     raise
                 attempts.append((deployment.name, exc))
+                if delivered is not None and delivered():
+                    raise ModelCallError(attempts) from exc  # text reached the callbacks: never repeat it
                 if retry == policy.num_retries or not is_retryable(exc):
                     logger.info("%s failed (%s); moving on", deployment.name, type(exc).__name__)
                     break
-                delay = policy.delay(retry, retry_after(exc))
+                asked = retry_after(exc)
+                if asked is not None and asked > RETRY_AFTER_CEILING:
+                    logger.info("%s asks to wait %.0fs; moving on", deployment.name, asked)
+                    break
+                delay = policy.delay(retry, asked)
+                if deadline is not None and loop.time() + delay >= deadline:
+                    logger.info("%s: a retry in %.2fs would pass total_timeout", deployment.name, delay)
+                    break
                 logger.info("%s failed (%s); retry %d in %.2fs", deployment.name, exc, retry + 1, delay)
                 with telemetry.waiting("retry_backoff", seconds=delay):
                     await asyncio.sleep(delay)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from typing import Any
 
 from lmi.llms.results import Choice, Completion
@@ -316,9 +317,10 @@ def completion(body: Any) -> Completion:
 class ChatStream:
     """Messages stream events (already parsed JSON) into a :class:`Completion`."""
 
-    __slots__ = ("_blocks", "_json", "_message", "_stop_reason", "_stopped", "_usage")
+    __slots__ = ("_blocks", "_first_delta_at", "_json", "_message", "_stop_reason", "_stopped", "_usage")
 
     def __init__(self) -> None:
+        self._first_delta_at: float | None = None  # text, thinking or tool input: the first token
         self._message: dict[str, Any] = {}
         self._blocks: dict[int, dict[str, Any]] = {}
         self._json: dict[int, list[str]] = {}  # tool input arrives as pieces of a JSON string
@@ -330,6 +332,8 @@ class ChatStream:
         """Take one event's data; return the text it adds."""
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "content_block_delta":
+            if self._first_delta_at is None:
+                self._first_delta_at = time.perf_counter()
             delta = data["delta"]
             block = self._blocks.setdefault(data.get("index", 0), {"type": "text", "text": ""})
             delta_type = delta.get("type")
@@ -375,4 +379,5 @@ class ChatStream:
             usage=_usage(self._usage, choice.reasoning_content),
             response_model=self._message.get("model"),
             response_id=self._message.get("id"),
+            first_delta_at=self._first_delta_at,
         )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lmi._lazy import litellm
+from lmi.llms.config import requested_n
 from lmi.llms.results import Completion, StreamAssembler, completion_from_response
+from lmi.llms.retry import off_the_attempt_clock
 from lmi.llms.transports.wire import BeforeSend
 
 if TYPE_CHECKING:
@@ -25,9 +29,16 @@ class LiteLLMTransport:
     async def complete(
         self, deployment: Deployment, prepared: dict[str, Any], before_send: BeforeSend | None = None
     ) -> Completion:
+        module = _imported()
         if before_send is not None:
             await before_send()
-        return completion_from_response(await litellm().acompletion(**prepared))
+        if requested_n(prepared.get("n")) == 1:
+            return completion_from_response(await module.acompletion(**prepared))
+        # litellm renumbers choices 0, 1, ... in the order they arrived, losing the provider's index;
+        # its per-request logger_fn sees the provider's own body, which still has it.
+        raw = _RawResponse()
+        response = await module.acompletion(**prepared, logger_fn=raw)
+        return completion_from_response(response, indices=raw.choice_indices(len(response.choices)))
 
     async def stream(
         self,
@@ -36,9 +47,10 @@ class LiteLLMTransport:
         on_text: Callable[[str], Awaitable[None]],
         before_send: BeforeSend | None = None,
     ) -> Completion:
+        module = _imported()
         if before_send is not None:
             await before_send()
-        stream = await litellm().acompletion(**prepared)
+        stream = await module.acompletion(**prepared)
         assembler = StreamAssembler()
         try:
             async for chunk in stream:
@@ -55,6 +67,38 @@ class LiteLLMTransport:
         if not _provider_sent_usage(stream):
             completion.usage = None  # litellm's own count, not the provider's bill: estimate and flag it
         return completion
+
+
+def _imported() -> ModuleType:
+    """litellm, imported (seconds, the first time) off the attempt's clock: it is not the provider's time."""
+    if litellm.cache_info().currsize:
+        return litellm()
+    with off_the_attempt_clock():
+        return litellm()
+
+
+class _RawResponse:
+    """A litellm ``logger_fn`` that keeps the provider's response body as litellm received it."""
+
+    __slots__ = ("body",)
+
+    def __init__(self) -> None:
+        self.body: Any = None
+
+    def __call__(self, details: dict[str, Any]) -> None:
+        if details.get("log_event_type") == "post_api_call":
+            self.body = details.get("original_response")
+
+    def choice_indices(self, count: int) -> list[int] | None:
+        """The provider's index of each of the ``count`` choices, in the order sent; None if unknown."""
+        try:
+            body = json.loads(self.body) if isinstance(self.body, str | bytes) else self.body
+            indices = [choice["index"] for choice in body["choices"]]
+        except (TypeError, ValueError, KeyError):
+            return None
+        if len(indices) != count or not all(isinstance(i, int) for i in indices):
+            return None
+        return indices
 
 
 def _provider_sent_usage(stream: Any) -> bool:

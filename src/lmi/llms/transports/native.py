@@ -59,14 +59,12 @@ class NativeTransport:
         async with exchange:
             return exchange.parse(await exchange.read_json(), self.codec.completion)
 
-    async def embed(
-        self, deployment: Deployment, request: dict[str, Any]
-    ) -> tuple[list[list[float] | str], int | None]:
-        """Embeddings of ``request["input"]`` in input order, and the billed prompt tokens."""
+    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> tuple[list[Any], int | None]:
+        """The response's embedding items (``index`` and ``embedding``), and the billed prompt tokens."""
         endpoint, body = self.codec.embedding_request(request)
         timeout = timeout_seconds(request, DEFAULT_TIMEOUT)
         async with _Exchange(self, deployment, endpoint, body, timeout, stream=False) as exchange:
-            result: tuple[list[list[float] | str], int | None]
+            result: tuple[list[Any], int | None]
             result = exchange.parse(await exchange.read_json(), self.codec.embeddings)
             return result
 

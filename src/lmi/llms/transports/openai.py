@@ -98,10 +98,12 @@ def completion(body: Any) -> Completion:
     if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
         raise ValueError("the response has no 'choices'")
     choices = []
-    for choice in body["choices"]:
+    for position, choice in enumerate(body["choices"]):
         message = choice.get("message") or {}
+        index = choice.get("index")
         choices.append(
             Choice(
+                index=index if isinstance(index, int) and not isinstance(index, bool) else position,
                 text=message.get("content"),
                 tool_calls=[_tool_call(call) for call in message.get("tool_calls") or ()],
                 reasoning_content=message.get("reasoning_content"),
@@ -109,6 +111,7 @@ def completion(body: Any) -> Completion:
                 logprob=_logprob(choice.get("logprobs")),
             )
         )
+    choices.sort(key=lambda choice: choice.index)  # a server may send them in any order
     return Completion(
         choices=choices,
         usage=usage_from_litellm(body.get("usage"), body.get("service_tier")),
@@ -138,18 +141,16 @@ class ChatStream:
         return completion
 
 
-def embeddings(body: Any) -> tuple[list[list[float] | str], int | None]:
-    """The vectors (floats, or base64 strings) in input order and the billed prompt tokens, if given."""
+def embeddings(body: Any) -> tuple[list[Any], int | None]:
+    """The response's ``data`` items (each with its ``index`` and ``embedding``, floats or base64) and the
+    billed prompt tokens, if given; placing them by index is the embedding model's, which checks it."""
     if isinstance(body, dict) and "error" in body and "data" not in body:
         raise ErrorBody(body["error"])
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ValueError("the response has no 'data'")
-    data = body["data"]
-    if all("index" in item for item in data):
-        data = sorted(data, key=lambda item: item["index"])
     usage = body.get("usage")
     tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-    return [item["embedding"] for item in data], tokens if isinstance(tokens, int) else None
+    return body["data"], tokens if isinstance(tokens, int) else None
 
 
 def speaks_embeddings(name: str, kwargs: Any) -> bool:
