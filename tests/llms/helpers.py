@@ -35,3 +35,21 @@ def sse_events(exchange: dict[str, Any]) -> list[dict[str, Any]]:
         if line.startswith("data:") and line.strip() != "data: [DONE]":
             events.append(json.loads(line[len("data:") :]))
     return events
+
+
+def warm_litellm(replay: ReplayServer) -> None:
+    """One plain and one streamed call through litellm, for tests that time short timeouts.
+
+    litellm's first call of each kind in a process spends a second or more of CPU (lazy imports, pydantic
+    schemas, tokenizer loading) inside the attempt, where a timeout of a second would count it.
+    """
+    import asyncio
+
+    from tests.reliability.helpers import PRIMARY, STREAM, chat_config
+
+    async def warm() -> None:
+        await LiteLLMModel(config=chat_config(replay.openai_base(PRIMARY))).call_single("Warm up")
+        streamer = LiteLLMModel(config=chat_config(replay.openai_base(STREAM)))
+        await streamer.call_single("Say hello", callbacks=[lambda _: None])
+
+    asyncio.run(warm())

@@ -20,7 +20,7 @@ import pytest
 from aviary.core import Message
 
 from lmi import LiteLLMModel, LLMResult, ModelCallError
-from tests.llms.helpers import recorded, sse_events
+from tests.llms.helpers import recorded, sse_events, warm_litellm
 from tests.rate_limiter.conftest import free_port
 from tests.reliability.figures import record
 from tests.reliability.helpers import BACKUP, BACKUP_STREAM, PRIMARY, STREAM, chat_config
@@ -31,6 +31,12 @@ QUESTION = [
     Message(content="What is the meaning of the universe?"),
 ]
 HANG_GUARD = 10.0  # seconds: no test call may take this long
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm(replay_server: ReplayServer) -> None:
+    """Timeouts below a second bound whole attempts: litellm's first-call CPU must be spent before."""
+    warm_litellm(replay_server)
 
 
 def _text(name: str) -> str:
