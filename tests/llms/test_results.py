@@ -85,6 +85,32 @@ async def test_choices_sent_out_of_order_come_back_in_index_order(
             assert result.text == message["content"]
 
 
+def _two_choices_sent_1_then_0(body: str) -> str:
+    """The recorded stream as n=2: each event carries choice 1 (the recording) before choice 0 (its text
+    upper-cased)."""
+    events = _events(body)
+    for event in events:
+        second = json.loads(json.dumps(event["choices"]))
+        for choice in second:
+            choice["index"] = 0
+            if choice["delta"].get("content"):
+                choice["delta"]["content"] = choice["delta"]["content"].upper()
+        for choice in event["choices"]:
+            choice["index"] = 1
+        event["choices"] += second
+    return _sse(events)
+
+
+async def test_streamed_choices_come_back_in_index_order(replay: ReplayServer) -> None:
+    replay.inject(STREAM, Fault(rewrite=_two_choices_sent_1_then_0))
+    llm = openai_model(replay, STREAM)
+    results = [result async for result in llm.acompletion_iter([Message(content="Say hello")], n=2)]
+    assert [(result.index, result.text) for result in results] == [
+        (0, _streamed_text().upper()),
+        (1, _streamed_text()),
+    ]
+
+
 def _tools(request: dict[str, Any]) -> list[Tool] | None:
     """The recorded request's tools, as aviary Tools, so the same tools are sent again."""
     return [Tool.model_validate(spec) for spec in request["tools"]] if request.get("tools") else None
