@@ -371,7 +371,3 @@ class TextNotifier:
             returned = callback(delta)
             if returned is not None and inspect.isawaitable(returned):
                 await returned
-
-
-def text_notifier(callbacks: Iterable[TextCallback]) -> TextNotifier:
-    return TextNotifier(callbacks)
