@@ -192,7 +192,8 @@ async def test_total_timeout_bounds_retries_and_fallbacks_together(replay: Repla
     error, elapsed = await _failure(LiteLLMModel(name="primary", config=config), QUESTION)
     assert 1.0 <= elapsed < 1.5
     assert [model for model, _ in error.attempts] == ["primary", "primary"]
-    assert all(isinstance(cause, TimeoutError) for _, cause in error.attempts)
+    # The first attempt may end on the transport's own timeout (same 0.6 s), the second on total_timeout.
+    assert all("Timeout" in type(cause).__name__ for _, cause in error.attempts)
     assert "total_timeout" in str(error.attempts[-1][1])
 
 
