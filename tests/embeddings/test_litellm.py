@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmi import GLOBAL_COST_TRACKER, LiteLLMEmbeddingModel, cost_tracking_ctx
 from lmi._lazy import litellm
 from lmi._tokenizer import cl100k
 from lmi.embeddings import EmbeddingBatchError
-from lmi.embeddings.litellm import decode_vector
+from lmi.embeddings.litellm import decode_vector, vectors_by_index
 from tests.embeddings.helpers import (
     recorded_exchange,
     recorded_prompt_tokens,
@@ -338,3 +340,15 @@ async def test_vectors_are_placed_by_their_index_not_their_position(replay: Repl
 
     sent = [item["embedding"] for item in recorded_exchange(NEO, WORDS)["body"]["data"]]
     assert vectors == [sent[1], sent[3], sent[0], sent[2]]
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(indices=st.lists(st.integers(min_value=-1, max_value=6), min_size=1, max_size=6))
+def test_embedding_indices_must_be_a_permutation(indices: list[int]) -> None:
+    data = [{"index": index, "embedding": [float(position)]} for position, index in enumerate(indices)]
+    if sorted(indices) != list(range(len(indices))):
+        with pytest.raises(ValueError, match="exactly once"):
+            vectors_by_index(data, len(indices))
+        return
+    vectors = vectors_by_index(data, len(indices))
+    assert [vectors[index] for index in indices] == [item["embedding"] for item in data]

@@ -179,6 +179,8 @@ async def test_n_from_the_config_with_callbacks_is_refused_before_sending(
         llm = LiteLLMModel(name="a", config=config)
     with pytest.raises(ValueError, match=r"n=[23]"):
         await llm.call("Say hello", callbacks=[lambda _: None])
+    with pytest.raises(ValueError, match=r"n=[23]"):  # the streaming entry point itself refuses too
+        await anext(llm.acompletion_iter([Message(content="Say hello")], callbacks=[lambda _: None]))
     assert replay.requests_for(STREAM) == []
     # n=1 from the call overrides the config's, so the stream goes out with n=1
     result = await llm.call_single("Say hello", callbacks=[lambda _: None])

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from aviary.core import Message, Tool
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lmi.cost import usage_cost
-from lmi.llms.results import Choice, Completion, build_results, estimate_usage
+from lmi.llms.results import Choice, Completion, StreamAssembler, build_results, estimate_usage
 from tests.llms.helpers import openai_model, recorded, sse_events
 from tests.replay import Fault, ReplayServer
 
@@ -172,3 +174,25 @@ async def test_the_first_token_is_the_first_delta_of_anything(replay: ReplayServ
 def _streamed_text() -> str:
     events = sse_events(recorded(STREAM))
     return "".join(choice["delta"].get("content") or "" for event in events for choice in event["choices"])
+
+
+# -- properties: any order the provider sends choices in, and any index list ------------------------------
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(data=st.data())
+def test_any_interleaving_of_streamed_choices_assembles_in_index_order(data: st.DataObject) -> None:
+    # The recorded stream's text deltas, as n choices whose chunks arrive in any interleaving.
+    events = _events(recorded(STREAM)["response"])
+    pieces = [c["delta"]["content"] for e in events for c in e["choices"] if c["delta"].get("content")]
+    n = data.draw(st.integers(min_value=1, max_value=4), label="n")
+    indices = data.draw(st.permutations(range(n)), label="first chunk order")
+    queues = {index: [f"{index}:{piece}" for piece in pieces] for index in indices}
+    assembler = StreamAssembler()
+    while any(queues.values()):
+        index = data.draw(st.sampled_from([i for i, q in queues.items() if q]))
+        chunk = {"id": "c", "choices": [{"index": index, "delta": {"content": queues[index].pop(0)}}]}
+        assembler.add(chunk)
+    choices = assembler.finish().choices
+    assert [choice.index for choice in choices] == list(range(n))
+    assert [choice.text for choice in choices] == ["".join(f"{i}:{p}" for p in pieces) for i in range(n)]

@@ -263,12 +263,7 @@ class LLMModel(ABC, BaseModel):
             kwargs = {**tools_request(tools, tool_choice), **kwargs}
         callbacks = list(callbacks or ())
         if callbacks:
-            n = self.completions_requested(kwargs)
-            if n != 1:
-                raise ValueError(
-                    f"Streaming callbacks receive one completion, but n={n} would be requested "
-                    "(from the call or the config); pass n=1 with callbacks."
-                )
+            self.refuse_n_with_callbacks(kwargs)
         complete = partial(self._complete, prompt, callbacks, output_type, kwargs)
         cache = self._chat_cache(cache_mode)
         if cache is None:
@@ -276,7 +271,7 @@ class LLMModel(ABC, BaseModel):
         key = self._cache_key_or_none(prompt, kwargs)
         if key is None:
             return await complete()
-        notify = text_notifier(callbacks) if callbacks else None
+        notify = TextNotifier(callbacks) if callbacks else None
         return await cache.call(key, complete, prompt=prompt, refresh=cache_mode == "refresh", notify=notify)
 
     async def _complete(
@@ -330,6 +325,15 @@ class LLMModel(ABC, BaseModel):
     def completions_requested(self, kwargs: Mapping[str, Any]) -> int:
         """How many completions a call with ``kwargs`` asks for: its ``n``, else the config's."""
         return requested_n(kwargs.get("n", self.config.get("n")))
+
+    def refuse_n_with_callbacks(self, kwargs: Mapping[str, Any]) -> None:
+        """Raise, before anything is sent, when streaming callbacks would meet more than one completion."""
+        n = self.completions_requested(kwargs)
+        if n != 1:
+            raise ValueError(
+                f"Streaming callbacks receive one completion, but n={n} would be requested "
+                "(from the call or the config); pass n=1 with callbacks."
+            )
 
     async def call_single(
         self,

@@ -315,5 +315,7 @@ class LiteLLMModel(LLMModel):
     async def acompletion_iter(
         self, messages: list[Message], callbacks: list[TextCallback] | None = None, **kwargs: Any
     ) -> AsyncIterator[LLMResult]:
+        if callbacks:
+            self.refuse_n_with_callbacks(kwargs)
         for result in await self._run(messages, kwargs, TextNotifier(callbacks or ())):
             yield result
