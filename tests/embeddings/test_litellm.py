@@ -319,10 +319,14 @@ def _with_indices(indices: list[int]) -> Callable[[str], str]:
     return rewrite
 
 
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 @pytest.mark.parametrize("indices", [[0, 1, 0, 1], [0, 1, 2, 2], [1, 2, 3, 4], [0, 1, 2, -1]])
-async def test_indices_that_do_not_cover_the_batch_fail_it(replay: ReplayServer, indices: list[int]) -> None:
+async def test_indices_that_do_not_cover_the_batch_fail_it(
+    replay: ReplayServer, indices: list[int], transport: str
+) -> None:
     replay.inject(NEO, Fault(rewrite=_with_indices(indices)))
-    model = replayed_model(replay, NEO, config={"kwargs": {"encoding_format": "float"}})
+    config = {"kwargs": {"encoding_format": "float"}, "transport": transport}
+    model = replayed_model(replay, NEO, config=config)
 
     with pytest.raises(EmbeddingBatchError) as caught:
         await model.embed_documents(WORDS)
@@ -332,9 +336,13 @@ async def test_indices_that_do_not_cover_the_batch_fail_it(replay: ReplayServer,
     assert (caught.value.first, caught.value.last) == (0, 3)
 
 
-async def test_vectors_are_placed_by_their_index_not_their_position(replay: ReplayServer) -> None:
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_vectors_are_placed_by_their_index_not_their_position(
+    replay: ReplayServer, transport: str
+) -> None:
     replay.inject(NEO, Fault(rewrite=_with_indices([2, 0, 3, 1])))
-    model = replayed_model(replay, NEO, config={"kwargs": {"encoding_format": "float"}})
+    config = {"kwargs": {"encoding_format": "float"}, "transport": transport}
+    model = replayed_model(replay, NEO, config=config)
 
     vectors = await model.embed_documents(WORDS)
 

@@ -65,14 +65,15 @@ def _reversed_choices(body: str) -> str:
     return json.dumps(response)
 
 
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 @pytest.mark.parametrize("recording", [N2, TOOLS_N2])
 async def test_choices_sent_out_of_order_come_back_in_index_order(
-    replay: ReplayServer, recording: str
+    replay: ReplayServer, recording: str, transport: str
 ) -> None:
     exchange = recorded(recording)
     replay.inject(recording, Fault(rewrite=_reversed_choices))
     request = exchange["request"]
-    llm = openai_model(replay, recording)
+    llm = openai_model(replay, recording, transport=transport)
     results = await llm.call(request["messages"], n=2, tools=_tools(request), tool_choice=None)
     by_index = {choice["index"]: choice["message"] for choice in exchange["body"]["choices"]}
     assert [result.index for result in results] == [0, 1]
@@ -153,9 +154,12 @@ def _text_as(kind: str) -> Callable[[str], str]:
     return rewrite
 
 
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 @pytest.mark.parametrize("kind", ["tool call", "reasoning"])
-async def test_the_first_token_is_the_first_delta_of_anything(replay: ReplayServer, kind: str) -> None:
-    llm = openai_model(replay, STREAM)
+async def test_the_first_token_is_the_first_delta_of_anything(
+    replay: ReplayServer, kind: str, transport: str
+) -> None:
+    llm = openai_model(replay, STREAM, transport=transport)
     await llm.call_single("Say hello", callbacks=[lambda _: None])  # litellm's first stream: a second of CPU
     # The role-only event comes at once, the first delta 0.1 s later, the last ~1.2 s later.
     replay.inject(STREAM, Fault(rewrite=_text_as(kind), event_delay=0.1))

@@ -48,6 +48,16 @@ def _warm(replay_server: ReplayServer) -> None:
     warm_litellm(replay_server)
 
 
+@pytest.fixture(params=["native", "litellm"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Both ways a request reaches an OpenAI-compatible server: the fixes live above the transports."""
+    return str(request.param)
+
+
+def _on(transport: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {**config, "transport": transport}
+
+
 async def _call(llm: LiteLLMModel, prompt: str, **kwargs: Any) -> tuple[LLMResult, float]:
     started = time.perf_counter()
     async with asyncio.timeout(HANG_GUARD):
@@ -66,10 +76,11 @@ async def _failure(llm: LiteLLMModel, prompt: str, **kwargs: Any) -> tuple[Model
 # -- 1. timeout bounds a whole attempt -------------------------------------------------------------------
 
 
-async def test_a_trickled_body_is_cut_off_at_the_timeout(replay: ReplayServer) -> None:
+async def test_a_trickled_body_is_cut_off_at_the_timeout(replay: ReplayServer, transport: str) -> None:
     # ~800 bytes, 8 every 0.25 s: each read succeeds quickly, the whole body would take ~25 s.
     replay.inject(PRIMARY, Fault(chunk_bytes=8, chunk_delay=0.25))
-    llm = LiteLLMModel(config=chat_config(replay.openai_base(PRIMARY), num_retries=0, timeout=1.0))
+    config = chat_config(replay.openai_base(PRIMARY), num_retries=0, timeout=1.0)
+    llm = LiteLLMModel(config=_on(transport, config))
     error, elapsed = await _failure(llm, QUESTION)
     assert 1.0 <= elapsed < 1.5
     ((model, cause),) = error.attempts
@@ -89,10 +100,13 @@ async def test_a_trickled_body_times_out_then_the_retry_answers(replay: ReplaySe
     assert elapsed < 2.5
 
 
-async def test_a_slow_stream_is_cut_off_at_the_timeout_and_not_repeated(replay: ReplayServer) -> None:
+async def test_a_slow_stream_is_cut_off_at_the_timeout_and_not_repeated(
+    replay: ReplayServer, transport: str
+) -> None:
     # 13 events 0.3 s apart: every event arrives well within any read timeout, the stream takes ~4 s.
     replay.inject(STREAM, Fault(event_delay=0.3, times=None))
-    llm = LiteLLMModel(config=chat_config(replay.openai_base(STREAM), num_retries=2, timeout=1.0))
+    config = chat_config(replay.openai_base(STREAM), num_retries=2, timeout=1.0)
+    llm = LiteLLMModel(config=_on(transport, config))
     deltas: list[str] = []
     error, elapsed = await _failure(llm, "Say hello", callbacks=[deltas.append])
     assert 1.0 <= elapsed < 1.5
@@ -133,11 +147,10 @@ async def test_waiting_for_our_own_request_limit_is_not_the_providers_time(repla
 # -- 2. retry-after wins over max_backoff, up to a ceiling; total_timeout gives up -----------------------
 
 
-async def test_retry_after_wins_over_max_backoff(replay: ReplayServer) -> None:
+async def test_retry_after_wins_over_max_backoff(replay: ReplayServer, transport: str) -> None:
     replay.inject(PRIMARY, Fault(status=429, headers={"retry-after": "1.5"}, body=_error("slow down")))
-    llm = LiteLLMModel(
-        config=chat_config(replay.openai_base(PRIMARY), num_retries=1, max_backoff=0.1, retry_backoff=0.01)
-    )
+    config = chat_config(replay.openai_base(PRIMARY), num_retries=1, max_backoff=0.1, retry_backoff=0.01)
+    llm = LiteLLMModel(config=_on(transport, config))
     result, _ = await _call(llm, QUESTION)
     assert result.text == _text(PRIMARY)
     (gap,) = _gaps(replay, PRIMARY)
@@ -200,14 +213,16 @@ async def test_total_timeout_bounds_retries_and_fallbacks_together(replay: Repla
 # -- 3. every attempt is named, whatever path raised ------------------------------------------------------
 
 
-async def test_a_fallback_failing_mid_stream_keeps_the_primarys_failures(replay: ReplayServer) -> None:
+async def test_a_fallback_failing_mid_stream_keeps_the_primarys_failures(
+    replay: ReplayServer, transport: str
+) -> None:
     replay.inject(STREAM, Fault(status=500, body=_error("primary exploded"), times=2))
     replay.inject(BACKUP_STREAM, Fault(cut_after_events=4))
     config = chat_config(
         replay.openai_base(STREAM), replay.openai_base(BACKUP_STREAM), num_retries=1, retry_backoff=0.01
     )
     deltas: list[str] = []
-    llm = LiteLLMModel(name="primary", config=config)
+    llm = LiteLLMModel(name="primary", config=_on(transport, config))
     error, _ = await _failure(llm, "Say hello", callbacks=[deltas.append])
     assert [model for model, _ in error.attempts] == ["primary", "primary", "backup"]
     assert "primary exploded" in str(error.attempts[0][1])
