@@ -295,8 +295,8 @@ def test_completions_validate_or_raise_keeping_the_text(text: str, output_type: 
 @given(output_type=st.sampled_from([Answer, Nested, *SCHEMAS]) | json_values | st.sampled_from([dict, int]))
 def test_output_type_requests_work_or_name_the_value(output_type: Any) -> None:
     outcome, error = _outcome(lambda: output_type_request(output_type, []))
-    if error is not None:
-        assert isinstance(error, TypeError)
+    if error is not None:  # not a schema at all (TypeError), or a schema jsonschema cannot use (ValueError)
+        assert isinstance(error, TypeError | ValueError)
         assert repr(output_type) in str(error)
         return
     assert outcome is not None
@@ -357,3 +357,9 @@ def test_a_deeply_nested_completion_is_a_validation_error() -> None:
 def test_the_base_model_class_itself_is_refused() -> None:
     with pytest.raises(TypeError, match="BaseModel"):
         output_type_request(BaseModel, [])
+
+
+@pytest.mark.parametrize("schema", [{"$schema": []}, {"$schema": None}, {"type": 5}])
+def test_an_unusable_schema_is_refused_naming_it(schema: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(schema))):
+        output_type_request(schema, [])

@@ -103,7 +103,7 @@ def check_json_schema(schema: Mapping[str, Any]) -> None:
         validator = jsonschema.validators.validator_for(schema)
         validator.check_schema(schema)
         validator(schema).is_valid(None)  # resolves the references met at the root
-    except (jsonschema.SchemaError, Unresolvable) as exc:
+    except (jsonschema.SchemaError, Unresolvable, TypeError) as exc:  # TypeError: e.g. a list as $schema
         raise ValueError(f"output_type is not a usable JSON schema ({exc}): {dict(schema)!r}") from exc
 
 
