@@ -267,7 +267,6 @@ for _name in _DEFERRABLE:  # after pydantic built the class: reads of these fiel
     type.__setattr__(LLMResult, _name, _Resolving(_name))
 
 
-
 class Embeddable(BaseModel):
     """Anything that carries an embedding vector (fhlmi's base for embedded documents)."""
 

@@ -124,12 +124,13 @@ def output_type_request(
         )
         content = f"Respond following this JSON schema:\n\n{json.dumps(schema)}"
         request = {"response_format": {"type": "json_object"}}
-        for index, message in enumerate(messages):  # joined to the first system message, if any
+        for index, item in enumerate(messages):  # joined to the first system message, if any
+            message: Any = item
             plain = type(message) is dict
             role = message.get("role") if plain else message.role
             text = message.get("content") if plain else message.content
             if role == "system" and isinstance(text, str):
-                joined = (
+                joined: Any = (
                     {**message, "content": f"{text}\n{content}"}
                     if plain
                     else message.model_copy(update={"content": f"{text}\n{content}"})
