@@ -18,6 +18,7 @@ LITELLM_OFFLINE_ENV = "LITELLM_LOCAL_MODEL_COST_MAP"
 os.environ.setdefault(LITELLM_OFFLINE_ENV, "True")
 
 if TYPE_CHECKING:
+    from lmi.constants import CHARACTERS_PER_TOKEN_ASSUMPTION, EXTRA_TOKENS_FROM_USER_ROLE
     from lmi.cost import (
         GLOBAL_COST_TRACKER,
         CostTracker,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     )
     from lmi.embeddings import (
         EmbeddingModel,
+        EmbeddingModes,
         HybridEmbeddingModel,
         LiteLLMEmbeddingModel,
         SentenceTransformerEmbeddingModel,
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         embedding_model_factory,
     )
     from lmi.exceptions import (
+        AllModelsExhaustedError,
         BudgetExceeded,
         ConfigurationError,
         EmbeddingBatchError,
@@ -42,12 +45,33 @@ if TYPE_CHECKING:
         LMIError,
         MalformedResponseError,
         ModelCallError,
+        ModelRefusalError,
         RateLimitTimeout,
+        ResponseValidationError,
     )
-    from lmi.llms import LiteLLMModel, LLMModel
-    from lmi.types import LLMResult, TokenUsage
+    from lmi.llms import (
+        CommonLLMNames,
+        LiteLLMModel,
+        LLMModel,
+        sum_logprobs,
+        validate_json_completion,
+    )
+    from lmi.types import Embeddable, LLMResponse, LLMResult, TokenUsage
+    from lmi.utils import configure_llm_logs
 
 _EXPORTS: dict[str, str] = {
+    "CHARACTERS_PER_TOKEN_ASSUMPTION": "lmi.constants",
+    "EXTRA_TOKENS_FROM_USER_ROLE": "lmi.constants",
+    "CommonLLMNames": "lmi.llms",
+    "sum_logprobs": "lmi.llms",
+    "validate_json_completion": "lmi.llms",
+    "Embeddable": "lmi.types",
+    "LLMResponse": "lmi.types",
+    "configure_llm_logs": "lmi.utils",
+    "EmbeddingModes": "lmi.embeddings",
+    "AllModelsExhaustedError": "lmi.exceptions",
+    "ModelRefusalError": "lmi.exceptions",
+    "ResponseValidationError": "lmi.exceptions",
     "LLMModel": "lmi.llms",
     "LiteLLMModel": "lmi.llms",
     "LLMResult": "lmi.types",
@@ -76,30 +100,42 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "CHARACTERS_PER_TOKEN_ASSUMPTION",
+    "EXTRA_TOKENS_FROM_USER_ROLE",
     "GLOBAL_COST_TRACKER",
+    "AllModelsExhaustedError",
     "BudgetExceeded",
+    "CommonLLMNames",
     "ConfigurationError",
     "CostTracker",
+    "Embeddable",
     "EmbeddingBatchError",
     "EmbeddingModel",
+    "EmbeddingModes",
     "HybridEmbeddingModel",
     "JSONSchemaValidationError",
     "LLMModel",
+    "LLMResponse",
     "LLMResult",
     "LMIError",
     "LiteLLMEmbeddingModel",
     "LiteLLMModel",
     "MalformedResponseError",
     "ModelCallError",
+    "ModelRefusalError",
     "RateLimitTimeout",
+    "ResponseValidationError",
     "SentenceTransformerEmbeddingModel",
     "SparseEmbeddingModel",
     "TokenUsage",
+    "configure_llm_logs",
     "cost_tracking_ctx",
     "embedding_model_factory",
     "enable_cost_ledger",
     "enable_cost_tracking",
     "set_model_prices",
+    "sum_logprobs",
+    "validate_json_completion",
 ]
 
 

@@ -7,6 +7,7 @@ builtin a caller would naturally catch (``ValueError`` for bad input, ``TimeoutE
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class LMIError(Exception):
@@ -100,6 +101,44 @@ class ModelCallError(LMIError, RuntimeError):
         return self.attempts[-1][1] if self.attempts else None
 
 
+class AllModelsExhaustedError(ModelCallError):
+    """Every model of the chain ran out of retries or was skipped over (fhlmi's name for ModelCallError).
+
+    ``last_exc`` is the last error seen; ``attempts`` (from :class:`ModelCallError`) names every model
+    tried and why it failed. ``except ModelCallError`` and ``except AllModelsExhaustedError`` both catch it.
+    """
+
+    def __init__(
+        self,
+        last_exc: BaseException | None = None,
+        *,
+        attempts: Sequence[tuple[str, BaseException]] | None = None,
+    ) -> None:
+        if attempts is None:
+            attempts = [] if last_exc is None else [("unknown", last_exc)]
+        super().__init__(attempts)
+        self.last_exc = last_exc if last_exc is not None else self.last_error
+
+
+class ModelRefusalError(LMIError, RuntimeError):
+    """The provider finished with ``content_filter``: the model refused to answer.
+
+    ``response`` is what the provider sent (a litellm ``ModelResponse`` or an :class:`~lmi.LLMResult`).
+    """
+
+    def __init__(self, message: str, *, model: str, finish_reason: str, response: Any = None) -> None:
+        super().__init__(message)
+        self.model, self.finish_reason, self.response = model, finish_reason, response
+
+
+class ResponseValidationError(LMIError, RuntimeError):
+    """A ``response_validator`` rejected a completion; it is retried like a transient provider error."""
+
+
+class StreamingUnsupportedError(LMIError, NotImplementedError, ValueError):
+    """What a streamed call (one with callbacks) cannot do, refused before anything is sent."""
+
+
 class EmbeddingBatchError(LMIError, RuntimeError):
     """One batch of an embedding run failed; nothing of the run is returned.
 
@@ -131,6 +170,7 @@ class BatchItemError(LMIError, RuntimeError):
 
 
 __all__ = [
+    "AllModelsExhaustedError",
     "BatchItemError",
     "BudgetExceeded",
     "ConfigurationError",
@@ -139,6 +179,9 @@ __all__ = [
     "LMIError",
     "MalformedResponseError",
     "ModelCallError",
+    "ModelRefusalError",
     "RateLimitTimeout",
     "RedisUnavailableError",
+    "ResponseValidationError",
+    "StreamingUnsupportedError",
 ]

@@ -1,20 +1,38 @@
-"""Small shared types: :class:`TokenUsage` and :class:`LLMResult`.
+"""Small shared types: :class:`TokenUsage`, :class:`LLMResult`, :class:`Embeddable` and session ids.
 
 aviary imports litellm, which takes seconds, so message fields hold aviary Messages but are typed
-``Any`` to keep ``import lmi`` light.
+``Any`` to keep ``import lmi`` light; ``LLMResponse`` (a union of litellm classes) is built on first access.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_serializer
+
+cvar_session_id: ContextVar[UUID | None] = ContextVar("lmi_session_id", default=None)
+
+
+@contextmanager
+def set_llm_session_ids(session_id: UUID) -> Iterator[None]:
+    """Inside the block, every new :class:`LLMResult` gets ``session_id`` (tasks created inside too)."""
+    token = cvar_session_id.set(session_id)
+    try:
+        yield
+    finally:
+        cvar_session_id.reset(token)
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,38 +169,61 @@ class LLMResult(BaseModel):
     first result), the cost in shares that ``sum(r.cost for r in results)`` adds up to the bill exactly,
     so summing over results never double counts. ``priced`` is False when the price map does not know the
     model or something it billed (audio, a service tier, ...): ``cost`` is then $0 or an estimate.
+    Unknown keyword arguments are ignored (as in fhlmi), so results serialised by other versions load.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="ignore", populate_by_name=True)
 
     id: UUID = Field(default_factory=_random_id)
+    session_id: UUID | None = Field(
+        default_factory=lambda: cvar_session_id.get(),
+        alias="answer_id",
+        description="The session (see set_llm_session_ids) this result belongs to.",
+    )
     name: str | None = Field(default=None, description="Caller-given name for this result.")
-    model: str = ""
+    config: dict[str, Any] | None = None
+    model: str
     index: int = Field(default=0, description="The provider's index of this completion among the n.")
-    text: str | None = ""
+    text: str | None = None
     messages: list[Any] | None = Field(
         default=None, description="The assistant's aviary Message(s), a ToolRequestMessage for tool calls."
     )
-    prompt: list[Any] | None = Field(default=None, description="The aviary Messages that were sent.")
-    prompt_count: int = 0
-    completion_count: int = 0
-    cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
+    prompt: str | list[Any] | Any | None = Field(default=None, description="The messages that were sent.")
+    prompt_count: int | None = Field(default=0, ge=0)
+    completion_count: int | None = Field(default=0, ge=0)
+    cache_read_tokens: int | None = Field(default=0, ge=0, frozen=True)
+    cache_creation_tokens: int | None = Field(default=0, ge=0, frozen=True)
     reasoning_tokens: int = 0
     usage_estimated: bool = False
     reasoning_content: str | None = None
     finish_reason: str | None = None
-    cost: float = 0.0
+    cost: float = Field(default=0.0, ge=0, frozen=True, description="USD billed for this completion.")
     priced: bool = True
-    seconds_to_first_token: float = 0.0
-    seconds_to_last_token: float = 0.0
-    date: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    seconds_to_first_token: float = Field(default=0.0, ge=0)
+    seconds_to_last_token: float = Field(default=0.0, ge=0)
+    date: str = Field(default_factory=_now_iso, description="When the call finished (ISO 8601, UTC).")
     logprob: float | None = None
+    top_logprobs: list[list[tuple[str, float]]] | None = None
+    response_id: str | None = Field(default=None, description="OpenAI Responses API id, for chaining.")
     provider_response_id: str | None = None
     cache_hit: bool = Field(default=False, description="True when the answer came from the response cache.")
     cost_saved: float = Field(
         default=0.0, description="On a cache hit, what the stored answer cost (USD): saved by this call."
     )
+
+    @property
+    def provider(self) -> str:
+        """The litellm provider of ``model`` (``"openai"``, ``"anthropic"``, ...)."""
+        from lmi._lazy import litellm
+
+        return str(litellm().get_llm_provider(self.model)[1])
+
+    def get_supported_openai_params(self) -> list[str] | None:
+        """The OpenAI parameters litellm says ``model`` supports."""
+        from lmi._lazy import litellm
+
+        params: list[str] | None = litellm().get_supported_openai_params(self.model)
+        return params
 
     def __str__(self) -> str:
         return self.text or ""
@@ -218,10 +259,10 @@ class LLMResult(BaseModel):
     @property
     def usage(self) -> TokenUsage:
         return TokenUsage(
-            prompt_tokens=self.prompt_count,
-            completion_tokens=self.completion_count,
-            cache_read_tokens=self.cache_read_tokens,
-            cache_creation_tokens=self.cache_creation_tokens,
+            prompt_tokens=self.prompt_count or 0,
+            completion_tokens=self.completion_count or 0,
+            cache_read_tokens=self.cache_read_tokens or 0,
+            cache_creation_tokens=self.cache_creation_tokens or 0,
             reasoning_tokens=self.reasoning_tokens,
             estimated=self.usage_estimated,
         )
@@ -230,4 +271,30 @@ class LLMResult(BaseModel):
 for _name in _DEFERRABLE:  # after pydantic built the class: reads of these fields resolve a Deferred
     type.__setattr__(LLMResult, _name, _Resolving(_name))
 
-__all__ = ["Deferred", "LLMResult", "TokenUsage"]
+
+class Embeddable(BaseModel):
+    """Anything that carries an embedding vector (fhlmi's base for embedded documents)."""
+
+    embedding: list[float] | None = Field(default=None, repr=False)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LLMResponse":  # litellm's response classes: importing them here would import litellm
+        from lmi._lazy import litellm
+
+        module = litellm()
+        value = module.ModelResponse | module.EmbeddingResponse | module.ModelResponseStream
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Deferred",
+    "Embeddable",
+    "LLMResponse",  # noqa: F822 - built on first access by __getattr__
+    "LLMResult",
+    "TokenUsage",
+    "cvar_session_id",
+    "set_llm_session_ids",
+]

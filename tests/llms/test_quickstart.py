@@ -34,7 +34,8 @@ async def test_quick_start(replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
     completion = await llm.call_single(messages)
     assert completion.text == recorded("openai-chat-ea3a00")["body"]["choices"][0]["message"]["content"]
     assert completion.cost > 0
-    assert replay.requests_for("openai-chat-ea3a00")[0].body["model"] == "gpt-4o-mini"
+    # fhlmi's default model (CommonLLMNames.GPT_4O), so code written for it calls the same model
+    assert replay.requests_for("openai-chat-ea3a00")[0].body["model"] == "gpt-4o-2024-11-20"
 
 
 def test_readme_config_examples_construct() -> None:

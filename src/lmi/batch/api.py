@@ -171,8 +171,8 @@ async def _traced(
             operation.finish(error=exc)
             raise
         answered = [outcome for outcome in outcomes if isinstance(outcome, LLMResult)]
-        inputs = sum(result.prompt_count for result in answered)
-        outputs = sum(result.completion_count for result in answered)
+        inputs = sum(result.prompt_count or 0 for result in answered)
+        outputs = sum(result.completion_count or 0 for result in answered)
         cost = sum(result.cost for result in answered)
         operation.set(
             {

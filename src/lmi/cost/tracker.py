@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -132,9 +132,30 @@ class cost_tracking_ctx:  # lower case: used like the function it is in the API
         self.__exit__(exc_type, exc, tb)
 
 
+class _EnabledVar:
+    """``CostTracker.enabled`` as fhlmi exposes it (a ``ContextVar[bool]``), over lmi's two switches.
+
+    ``get()`` says whether tracking is on here; ``set(value)`` turns it on or off in this context and
+    returns a token for ``reset``.
+    """
+
+    def get(self, default: bool | None = None) -> bool:
+        return cost_tracking_enabled()
+
+    def set(self, value: bool) -> Token[bool | None]:
+        return _context_override.set(bool(value))
+
+    def reset(self, token: Token[bool | None]) -> None:
+        _context_override.reset(token)
+
+
 @dataclass(frozen=True, slots=True)
 class CostRecord:
-    """One recorded call, as callbacks and the ledger see it."""
+    """One recorded call, as callbacks and the ledger see it.
+
+    ``model`` and ``usage`` (``prompt_tokens``, ``completion_tokens``, ``total_tokens``) read like the
+    litellm response fhlmi's callbacks receive; ``response`` is that response when one was recorded.
+    """
 
     model: str
     usage: TokenUsage
@@ -149,6 +170,7 @@ class CostRecord:
     error: str | None = None  # the error's type, for a failed attempt (which costs nothing)
     trace_id: str | None = None  # of the call's OpenTelemetry span, in hex, when traces are recorded
     span_id: str | None = None
+    response: Any = field(default=None, repr=False, compare=False)
 
 
 CostCallback = Callable[[CostRecord], Awaitable[Any] | Any]
@@ -160,8 +182,12 @@ class CostTracker:
     ``GLOBAL_COST_TRACKER`` also appends each record to the cost ledger when one is configured.
     """
 
+    enabled = _EnabledVar()
+
     def __init__(self, *, use_ledger: bool = False) -> None:
         self.lifetime_cost_usd: float = 0.0
+        self.last_report: float = 0.0  # lifetime cost when the total was last logged
+        self.report_every_usd: float = 1.0
         self.by_model: dict[str, ModelCost] = {}
         self.use_ledger = use_ledger
         self._callbacks: list[CostCallback] = []
@@ -170,6 +196,32 @@ class CostTracker:
 
     def record(
         self,
+        model: str | Any,
+        usage: TokenUsage | None = None,
+        cost: float | None = None,
+        *,
+        tag: str | None = None,
+        priced: bool = True,
+        latency_s: float | None = None,
+    ) -> Any:
+        """Add one call's usage and cost; does nothing where tracking is disabled.
+
+        ``priced=False`` marks a call the price map could not fully price; the report counts them.
+        ``latency_s`` (request sent to last token) goes to the ledger for ``lmi report``.
+        Async callbacks are scheduled as tasks. fhlmi's form, ``await record(response)`` with a litellm
+        response, is accepted too: it prices the response's usage and awaits the callbacks in order.
+        """
+        if not isinstance(model, str):
+            return self._record_response(model)
+        added = self._add(model, usage or TokenUsage(), cost or 0.0, tag, priced, latency_s, None)
+        if added is not None:
+            entry, callbacks = added
+            for callback in callbacks:
+                self._run_callback(callback, entry)
+        return None
+
+    async def arecord(
+        self,
         model: str,
         usage: TokenUsage,
         cost: float,
@@ -177,14 +229,50 @@ class CostTracker:
         tag: str | None = None,
         priced: bool = True,
         latency_s: float | None = None,
+        response: Any = None,
     ) -> None:
-        """Add one call's usage and cost; does nothing where tracking is disabled.
-
-        ``priced=False`` marks a call the price map could not fully price; the report counts them.
-        ``latency_s`` (request sent to last token) goes to the ledger for ``lmi report``.
-        """
-        if not cost_tracking_enabled():
+        """:meth:`record`, then await each callback in order (their errors are logged, not raised)."""
+        added = self._add(model, usage, cost, tag, priced, latency_s, response)
+        if added is None:
             return
+        entry, callbacks = added
+        for callback in callbacks:
+            try:
+                result = callback(entry)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Cost callback %r failed", callback)
+
+    async def _record_response(self, response: Any) -> None:
+        from lmi.cost.pricing import usage_cost
+        from lmi.llms.results import usage_from_litellm
+
+        raw_usage = getattr(response, "usage", None)
+        if not raw_usage:
+            return
+        usage = usage_from_litellm(raw_usage) or TokenUsage()
+        model = str(getattr(response, "model", None) or "unknown")
+        try:
+            cost = usage_cost(model, usage)
+        except Exception as exc:
+            logger.warning("Could not price a %s response: %s", model, exc)
+            cost = 0.0
+        await self.arecord(model, usage, cost, response=response)
+
+    def _add(
+        self,
+        model: str,
+        usage: TokenUsage,
+        cost: float,
+        tag: str | None,
+        priced: bool,
+        latency_s: float | None,
+        response: Any,
+    ) -> tuple[CostRecord, tuple[CostCallback, ...]] | None:
+        """Add to the totals; the record and callbacks to run, when there are any (or a ledger)."""
+        if not cost_tracking_enabled():
+            return None
         with self._lock:
             self.lifetime_cost_usd += cost
             totals = self.by_model.get(model)
@@ -192,8 +280,13 @@ class CostTracker:
                 totals = self.by_model[model] = ModelCost()
             totals.add(usage, cost, priced)
             callbacks = tuple(self._callbacks)
+            report = self.lifetime_cost_usd - self.last_report >= self.report_every_usd
+            if report:
+                self.last_report = self.lifetime_cost_usd
+        if report:
+            logger.info("Cumulative LLM cost: $%.4f", self.lifetime_cost_usd)
         if not (callbacks or self.use_ledger):
-            return
+            return None
         ids = telemetry.call_ids() or (None, None)
         entry = CostRecord(
             model=model,
@@ -204,11 +297,15 @@ class CostTracker:
             latency_s=latency_s,
             trace_id=ids[0],
             span_id=ids[1],
+            response=response,
         )
         if self.use_ledger:
             ledger.append(entry)
-        for callback in callbacks:
-            self._run_callback(callback, entry)
+        return entry, callbacks
+
+    def set_reporting_threshold(self, threshold_usd: float) -> None:
+        """Log the lifetime cost each time it grows by ``threshold_usd`` (default $1)."""
+        self.report_every_usd = threshold_usd
 
     def record_failure(self, model: str, error: BaseException, latency_s: float | None = None) -> None:
         """Put a failed attempt in the ledger (no cost, no totals, no callbacks), where one is kept."""
@@ -253,7 +350,10 @@ class CostTracker:
             return sum(totals.cache_saved_usd for totals in self.by_model.values())
 
     def add_callback(self, callback: CostCallback) -> None:
-        """Call ``callback(record)`` after each record; async callbacks run as tasks, not awaited."""
+        """Call ``callback(record)`` after each record, in the order added.
+
+        During an LLM or embedding call, async callbacks are awaited before the call returns.
+        """
         with self._lock:
             self._callbacks.append(callback)
 

@@ -4,7 +4,7 @@ Extension point: subclass :class:`EmbeddingModel` and implement ``async embed_do
 Nothing here imports litellm, tiktoken, numpy or torch until a model is first used.
 """
 
-from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel
+from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, EmbeddingModes
 from lmi.embeddings.factory import embedding_model_factory
 from lmi.embeddings.hybrid import HybridEmbeddingModel
 from lmi.embeddings.litellm import LiteLLMEmbeddingModel
@@ -14,6 +14,7 @@ from lmi.embeddings.sparse import SparseEmbeddingModel
 __all__ = [
     "EmbeddingBatchError",
     "EmbeddingModel",
+    "EmbeddingModes",
     "HybridEmbeddingModel",
     "LiteLLMEmbeddingModel",
     "SentenceTransformerEmbeddingModel",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,6 +14,13 @@ from lmi._checks import Check, check_keys
 from lmi.exceptions import ConfigurationError, EmbeddingBatchError
 
 T = TypeVar("T")
+
+
+class EmbeddingModes(StrEnum):
+    """What a text is embedded as, for models that embed documents and queries differently."""
+
+    DOCUMENT = "document"
+    QUERY = "query"
 
 
 class EmbeddingModel(BaseModel, ABC):
@@ -55,6 +63,36 @@ class EmbeddingModel(BaseModel, ABC):
             raise TypeError(f"embed_document expects a str, got {type(text).__name__}")
         return (await self.embed_documents([text]))[0]
 
+    def set_mode(self, mode: EmbeddingModes) -> None:
+        """Embed documents or queries from now on; a no-op for models that embed both alike."""
+
+    async def check_rate_limit(self, token_count: float, **kwargs: Any) -> None:
+        """Wait until ``token_count`` tokens fit ``config["rate_limit"]`` (under ``("client", name)``)."""
+        limit = self.config.get("rate_limit")
+        if isinstance(limit, dict):
+            limit = limit.get(self.name)
+        if limit is None:
+            return
+        from lmi.rate_limiter import GLOBAL_LIMITER
+
+        await GLOBAL_LIMITER.try_acquire(
+            ("client", self.name), rate_limit=limit, weight=max(int(token_count), 1), **kwargs
+        )
+
+    @staticmethod
+    def from_name(embedding: str, **kwargs: Any) -> EmbeddingModel:
+        """``"sparse"``, ``"hybrid-<dense name>"`` or a litellm model name; ``kwargs`` are fields."""
+        from lmi.embeddings.hybrid import HybridEmbeddingModel
+        from lmi.embeddings.litellm import LiteLLMEmbeddingModel
+        from lmi.embeddings.sparse import SparseEmbeddingModel
+
+        if embedding.startswith("hybrid"):
+            dense = LiteLLMEmbeddingModel(name="-".join(embedding.split("-")[1:]))
+            return HybridEmbeddingModel(name=embedding, models=[dense, SparseEmbeddingModel(**kwargs)])
+        if embedding == "sparse":
+            return SparseEmbeddingModel(**kwargs)
+        return LiteLLMEmbeddingModel(name=embedding, **kwargs)
+
 
 def check_texts(texts: Sequence[str]) -> list[str]:
     """``texts`` as a list, or a TypeError naming the first item that is not a string."""
@@ -82,4 +120,4 @@ async def gather_all_or_cancel(awaitables: Sequence[Awaitable[T]]) -> list[T]:
         raise
 
 
-__all__ = ["EmbeddingBatchError", "EmbeddingModel", "check_texts", "gather_all_or_cancel"]
+__all__ = ["EmbeddingBatchError", "EmbeddingModel", "EmbeddingModes", "check_texts", "gather_all_or_cancel"]

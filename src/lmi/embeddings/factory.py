@@ -12,27 +12,51 @@ from lmi.embeddings.sparse import SparseEmbeddingModel
 
 HYBRID_PREFIX = "hybrid-"
 SENTENCE_TRANSFORMER_PREFIX = "st-"
+LITELLM_PREFIX = "litellm-"
+
+
+def _build(cls: type[EmbeddingModel], name: str | None, kwargs: dict[str, Any]) -> EmbeddingModel:
+    """``cls`` with the kwargs that are its fields as fields, the rest in its ``config`` (as fhlmi does)."""
+    fields = {key: value for key, value in kwargs.items() if key in cls.model_fields or key == "dimensions"}
+    config = {key: value for key, value in kwargs.items() if key not in fields}
+    if config:
+        fields["config"] = {**config, **fields.get("config", {})}
+    if name is not None:
+        fields["name"] = name
+    return cls(**fields)
+
+
+def _rest(name: str, prefix: str) -> str:
+    rest = name.removeprefix(prefix).strip()
+    if not rest:
+        raise ValueError(f"Embedding model name {name!r} names no model after {prefix!r}")
+    return rest
 
 
 def embedding_model_factory(name: str, **kwargs: Any) -> EmbeddingModel:
-    """The model ``name`` designates; ``kwargs`` go to its constructor.
+    """The model ``name`` designates; ``kwargs`` that are fields of it set them, the others go to its config.
 
     - ``"sparse"``: :class:`SparseEmbeddingModel`;
-    - ``"hybrid-<dense name>"``: :class:`HybridEmbeddingModel` of the dense model (``kwargs`` go to it) and a
-      default :class:`SparseEmbeddingModel`, e.g. ``"hybrid-text-embedding-3-small"``;
+    - ``"hybrid-<name>"``: :class:`HybridEmbeddingModel` of the model ``<name>`` designates (``kwargs`` go
+      to it) and a default :class:`SparseEmbeddingModel`, e.g. ``"hybrid-text-embedding-3-small"``;
     - ``"st-<name>"``: :class:`SentenceTransformerEmbeddingModel` of ``<name>`` (hub name or directory);
-    - anything else: :class:`LiteLLMEmbeddingModel` of that name.
+    - ``"litellm-<name>"`` or any other name: :class:`LiteLLMEmbeddingModel` of that name.
+
+    A prefix with nothing after it raises ``ValueError``.
     """
+    name = name.strip()
+    if not name:
+        raise ValueError("Embedding model name is empty")
     if name == "sparse":
-        return SparseEmbeddingModel(**kwargs)
+        return _build(SparseEmbeddingModel, None, kwargs)
     if name.startswith(HYBRID_PREFIX):
-        dense = embedding_model_factory(name.removeprefix(HYBRID_PREFIX), **kwargs)
+        dense = embedding_model_factory(_rest(name, HYBRID_PREFIX), **kwargs)
         return HybridEmbeddingModel(name=name, models=[dense, SparseEmbeddingModel()])
     if name.startswith(SENTENCE_TRANSFORMER_PREFIX):
-        return SentenceTransformerEmbeddingModel(
-            name=name.removeprefix(SENTENCE_TRANSFORMER_PREFIX), **kwargs
-        )
-    return LiteLLMEmbeddingModel(name=name, **kwargs)
+        return _build(SentenceTransformerEmbeddingModel, _rest(name, SENTENCE_TRANSFORMER_PREFIX), kwargs)
+    if name.startswith(LITELLM_PREFIX):
+        return _build(LiteLLMEmbeddingModel, _rest(name, LITELLM_PREFIX), kwargs)
+    return _build(LiteLLMEmbeddingModel, name, kwargs)
 
 
 __all__ = ["embedding_model_factory"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from lmi.embeddings.base import EmbeddingModel, check_texts, gather_all_or_cancel
+from lmi.embeddings.base import EmbeddingModel, EmbeddingModes, check_texts, gather_all_or_cancel
 
 
 class HybridEmbeddingModel(EmbeddingModel):
@@ -35,6 +35,10 @@ class HybridEmbeddingModel(EmbeddingModel):
     def _refresh_ndim(self) -> None:
         sizes = [model.ndim for model in self.models]
         self.ndim = None if None in sizes else sum(size for size in sizes if size is not None)
+
+    def set_mode(self, mode: EmbeddingModes) -> None:
+        for model in self.models:
+            model.set_mode(mode)
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         texts = check_texts(texts)

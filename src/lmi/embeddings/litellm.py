@@ -67,6 +67,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
 
     name: str = "text-embedding-3-small"
     batch_size: int = Field(default=16, gt=0)
+    embed_kwargs: dict[str, Any] = Field(default_factory=dict, repr=False)  # added to config["kwargs"]
 
     CONFIG_CHECKS: ClassVar[Mapping[str, Check]] = {
         "kwargs": mapping,
@@ -281,7 +282,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
                 await holds.release()
             raise
         # Billed: recorded before anything about the answer can fail.
-        usage, cost = self._record_cost(texts, prompt_tokens)
+        usage, cost = await self._record_cost(texts, prompt_tokens)
         if holds is not None:
             await settle_budgets(holds, cost, self.name)
         vectors = [decode_vector(embedding) for embedding in vectors_by_index(data, len(texts))]
@@ -295,7 +296,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     def _request_kwargs(self) -> dict[str, Any]:
         """What every batch passes to ``litellm.aembedding`` besides model and input; built once."""
         if self._request is None:
-            kwargs = dict(self.config.get("kwargs") or {})
+            kwargs = {**self.embed_kwargs, **(self.config.get("kwargs") or {})}
             if self._send_dimensions:
                 kwargs["dimensions"] = self.ndim
             self._native = _native_route(self.name, kwargs, self.config)
@@ -309,7 +310,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             self._request = kwargs
         return self._request
 
-    def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> tuple[TokenUsage, float]:
+    async def _record_cost(self, texts: list[str], prompt_tokens: int | None) -> tuple[TokenUsage, float]:
         from lmi.cost import GLOBAL_COST_TRACKER, price_usage
 
         if prompt_tokens is None:  # no usage in the response: our own count is the best estimate
@@ -320,7 +321,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         bill = price_usage(self.name, usage)
         self._prompt_tokens += usage.prompt_tokens
         self._cost += bill.usd
-        GLOBAL_COST_TRACKER.record(self.name, usage, bill.usd, priced=bill.priced)
+        await GLOBAL_COST_TRACKER.arecord(self.name, usage, bill.usd, priced=bill.priced)
         return usage, bill.usd
 
     def _with_zero_vectors(

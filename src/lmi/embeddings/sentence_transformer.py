@@ -40,6 +40,7 @@ class SentenceTransformerEmbeddingModel(EmbeddingModel):
     ``batch_size`` (texts per forward pass), ``progress`` (sentence-transformers' own progress bar).
     """
 
+    name: str = "multi-qa-MiniLM-L6-cos-v1"
     CONFIG_CHECKS: ClassVar[Mapping[str, Check]] = {
         "device": string,
         "model_kwargs": mapping,

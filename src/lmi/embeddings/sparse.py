@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lmi._tokenizer import cl100k
 from lmi.embeddings.base import EmbeddingModel, check_texts
+from lmi.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,6 +31,20 @@ class SparseEmbeddingModel(EmbeddingModel):
 
     name: str = "sparse"
     ndim: int = Field(default=256, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dimensions_is_ndim(cls, data: Any) -> Any:
+        """``dimensions=`` (litellm's word for it) sets ``ndim``; fhlmi silently ignored it."""
+        if not isinstance(data, dict) or "dimensions" not in data:
+            return data
+        data = dict(data)
+        dimensions = data.pop("dimensions")
+        if data.get("ndim") is not None and dimensions is not None and data["ndim"] != dimensions:
+            raise ConfigurationError(f"ndim={data['ndim']} and dimensions={dimensions} disagree; give one")
+        if dimensions is not None:
+            data["ndim"] = dimensions
+        return data
 
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         texts = check_texts(texts)

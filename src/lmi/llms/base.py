@@ -7,6 +7,7 @@ what comes back. Subclasses only talk to their provider.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -16,11 +17,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from lmi import telemetry
 from lmi._lazy import aviary_core
-from lmi.exceptions import JSONSchemaValidationError
+from lmi.exceptions import JSONSchemaValidationError, StreamingUnsupportedError
 from lmi.llms.config import requested_n
 from lmi.types import Deferred, LLMResult
 
@@ -36,7 +37,8 @@ TOOL_CHOICE_REQUIRED: Final = "required"
 _CACHE_MODES: Final = (None, True, False, "refresh")
 
 TextCallback: TypeAlias = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
-OutputType: TypeAlias = type[BaseModel] | Mapping[str, Any]
+OutputType: TypeAlias = type[BaseModel] | TypeAdapter[Any] | Mapping[str, Any]
+ResultCallback: TypeAlias = Callable[[LLMResult], Any]
 
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
@@ -115,16 +117,35 @@ def output_type_request(
     A pydantic model uses JSON mode with its schema given to the model in a system message; a JSON-schema
     dict uses the provider's strict structured output.
     """
-    if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+    if isinstance(output_type, TypeAdapter) or (
+        isinstance(output_type, type) and issubclass(output_type, BaseModel)
+    ):
         if output_type is BaseModel:
             raise TypeError("output_type must be a subclass of pydantic's BaseModel, not BaseModel itself")
-        schema = json.dumps(output_type.model_json_schema())
-        content = f"Respond following this JSON schema:\n\n{schema}"
+        schema = (
+            output_type.json_schema()
+            if isinstance(output_type, TypeAdapter)
+            else output_type.model_json_schema()
+        )
+        content = f"Respond following this JSON schema:\n\n{json.dumps(schema)}"
+        request = {"response_format": {"type": "json_object"}}
+        for index, item in enumerate(messages):  # joined to the first system message, if any
+            message: Any = item
+            plain = type(message) is dict
+            role = message.get("role") if plain else message.role
+            text = message.get("content") if plain else message.content
+            if role == "system" and isinstance(text, str):
+                joined: Any = (
+                    {**message, "content": f"{text}\n{content}"}
+                    if plain
+                    else message.model_copy(update={"content": f"{text}\n{content}"})
+                )
+                return [*messages[:index], joined, *messages[index + 1 :]], request
         if messages and type(messages[0]) is dict:  # plain messages stay plain
             instruction: Any = {"role": "system", "content": content}
         else:
             instruction = aviary_core().Message(role="system", content=content)
-        return [instruction, *messages], {"response_format": {"type": "json_object"}}
+        return [instruction, *messages], request
     if isinstance(output_type, Mapping):
         check_json_schema(output_type)
         name = str(output_type.get("title") or "response")
@@ -134,7 +155,10 @@ def output_type_request(
             "json_schema": {"strict": True, "schema": dict(output_type), "name": name},
         }
         return messages, {"response_format": response_format}
-    raise TypeError(f"output_type must be a pydantic model class or a JSON-schema dict, got {output_type!r}")
+    raise TypeError(
+        "output_type must be a pydantic model class, a TypeAdapter or a JSON-schema dict, "
+        f"got {output_type!r}"
+    )
 
 
 def validate_output(result: LLMResult, output_type: OutputType) -> None:
@@ -143,12 +167,18 @@ def validate_output(result: LLMResult, output_type: OutputType) -> None:
     if type(messages) is not Deferred and messages and getattr(messages[0], "tool_calls", None):
         return  # a tool call is the answer; there is no text to validate
     text = strip_fences(result.text or "")
-    if isinstance(output_type, type) and issubclass(output_type, BaseModel):
+    if isinstance(output_type, TypeAdapter) or (
+        isinstance(output_type, type) and issubclass(output_type, BaseModel)
+    ):
         try:
-            output_type.model_validate_json(text)
+            if isinstance(output_type, TypeAdapter):
+                output_type.validate_json(text)
+            else:
+                output_type.model_validate_json(text)
         except ValueError as exc:
+            shown = getattr(output_type, "__name__", None) or repr(output_type)
             raise JSONSchemaValidationError(
-                f"Completion does not match {output_type.__name__}: {exc}", text=result.text or ""
+                f"Completion does not match {shown}: {exc}", text=result.text or ""
             ) from exc
         return
     import jsonschema
@@ -199,8 +229,20 @@ class LLMModel(ABC, BaseModel):
     # normalize_messages); subclasses written against the documented API receive aviary Messages.
     _takes_plain_messages: ClassVar[bool] = False
 
+    NO_TOOL_CHOICE: ClassVar[str] = TOOL_CHOICE_NONE
+    MODEL_CHOOSES_TOOL: ClassVar[str] = TOOL_CHOICE_AUTO
+    TOOL_CHOICE_REQUIRED: ClassVar[str] = TOOL_CHOICE_REQUIRED
+    UNSPECIFIED_TOOL_CHOICE: ClassVar[None] = None
+
+    llm_type: str | None = None  # kept for fhlmi configs; unused
     name: str = "unknown"
+    llm_result_callback: ResultCallback | None = Field(
+        default=None, exclude=True, description="Called (and awaited, if async) with every result."
+    )
     config: dict[str, Any] = Field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.name}"
 
     @abstractmethod
     async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
@@ -212,10 +254,19 @@ class LLMModel(ABC, BaseModel):
     ) -> AsyncIterator[LLMResult]:
         """One streamed request: call each callback with every text delta, then yield the final result."""
 
+    def count_tokens(self, text: str) -> int:
+        """A rough token count (4 characters a token); subclasses that know their tokenizer override it."""
+        return len(text) // 4
+
+    def default_n(self) -> int:
+        """Completions per call when the call does not say (``config["n"]``, else 1)."""
+        return int(self.config.get("n", 1))
+
     async def call(
         self,
         messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None = None,
+        name: str | None = None,
         output_type: OutputType | None = None,
         tools: list[Tool] | None = None,
         tool_choice: Tool | str | None = TOOL_CHOICE_REQUIRED,
@@ -223,22 +274,39 @@ class LLMModel(ABC, BaseModel):
     ) -> list[LLMResult]:
         """Complete ``messages``; return one :class:`LLMResult` per completion (``n`` of them).
 
-        Any ``callbacks`` (sync or async, each receiving every text delta) make the call stream.
-        ``output_type`` asks for, and validates, JSON output; ``tools`` let the model answer with an aviary
-        ``ToolRequestMessage`` (``tool_choice`` defaults to requiring a tool call).
-        ``cache=False`` bypasses the model's response cache for this call, ``cache="refresh"`` asks the
-        provider and overwrites the stored answer.
+        ``callbacks`` (sync or async, each receiving every text delta, and ``name=`` if it takes one) make
+        the call stream. ``name`` labels the results (it is not sent). ``output_type`` asks for, and
+        validates, JSON output; ``tools`` let the model answer with an aviary ``ToolRequestMessage``
+        (``tool_choice`` defaults to requiring a tool call). ``cache=False`` bypasses the model's response
+        cache for this call, ``cache="refresh"`` asks the provider and overwrites the stored answer.
         """
+        if name is not None and not isinstance(name, str):
+            # Positional arguments in the order (callbacks, output_type, tools, tool_choice) of lmi 0.1.
+            name, output_type, tools, tool_choice = (
+                None,
+                name,
+                output_type,
+                (tool_choice if tools is None else tools),
+            )
+        kwargs.pop("config", None)
+        n = kwargs.get("n", self.default_n())
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        streaming = callbacks is not None
+        if streaming and n > 1:
+            raise StreamingUnsupportedError(
+                f"Streaming callbacks receive one completion, but n={n}; use n=1 with callbacks."
+            )
         instruments = telemetry.active()
         if instruments is None:  # no OpenTelemetry provider configured, the common case
-            return await self._call(messages, callbacks, output_type, tools, tool_choice, kwargs)
+            return await self._call(messages, callbacks, name, output_type, tools, tool_choice, kwargs)
         provider, params = self._telemetry_target()
         return await telemetry.traced_chat(
             instruments,
             self.name,
             provider,
             {**params, **kwargs},
-            partial(self._call, messages, callbacks, output_type, tools, tool_choice, kwargs),
+            partial(self._call, messages, callbacks, name, output_type, tools, tool_choice, kwargs),
         )
 
     def _telemetry_target(self) -> tuple[str, Mapping[str, Any]]:
@@ -249,6 +317,7 @@ class LLMModel(ABC, BaseModel):
         self,
         messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None,
+        name: str | None,
         output_type: OutputType | None,
         tools: list[Tool] | None,
         tool_choice: Tool | str | None,
@@ -261,28 +330,38 @@ class LLMModel(ABC, BaseModel):
             kwargs = {**request, **kwargs}
         if tools:
             kwargs = {**tools_request(tools, tool_choice), **kwargs}
-        callbacks = list(callbacks or ())
-        if callbacks:
+        cbs = None if callbacks is None else [_with_name(callback, name) for callback in callbacks]
+        if cbs is not None:
             self.refuse_n_with_callbacks(kwargs)
-        complete = partial(self._complete, prompt, callbacks, output_type, kwargs)
+        complete = partial(self._complete, prompt, cbs, output_type, kwargs)
         cache = self._chat_cache(cache_mode)
-        if cache is None:
-            return await complete()
-        key = self._cache_key_or_none(prompt, kwargs)
-        if key is None:
-            return await complete()
-        notify = TextNotifier(callbacks) if callbacks else None
-        return await cache.call(key, complete, prompt=prompt, refresh=cache_mode == "refresh", notify=notify)
+        key = None if cache is None else self._cache_key_or_none(prompt, kwargs)
+        if cache is None or key is None:
+            results = await complete()
+        else:
+            notify = TextNotifier(cbs) if cbs else None
+            refresh = cache_mode == "refresh"
+            results = await cache.call(key, complete, prompt=prompt, refresh=refresh, notify=notify)
+        if tools is not None:
+            _as_tool_requests(results)
+        for result in results:
+            if name is not None:
+                result.name = name
+            if self.llm_result_callback is not None:
+                outcome = self.llm_result_callback(result)
+                if inspect.isawaitable(outcome):
+                    await outcome
+        return results
 
     async def _complete(
         self,
         prompt: list[Message],
-        callbacks: list[TextCallback],
+        callbacks: list[TextCallback] | None,
         output_type: OutputType | None,
         kwargs: dict[str, Any],
     ) -> list[LLMResult]:
-        """Ask the provider (streaming when there are callbacks); validate against ``output_type``."""
-        if callbacks:
+        """Ask the provider (streaming when there are callbacks, even none); validate ``output_type``."""
+        if callbacks is not None:
             results = [
                 result async for result in self.acompletion_iter(prompt, callbacks=callbacks, **kwargs)
             ]
@@ -330,7 +409,7 @@ class LLMModel(ABC, BaseModel):
         """Raise, before anything is sent, when streaming callbacks would meet more than one completion."""
         n = self.completions_requested(kwargs)
         if n != 1:
-            raise ValueError(
+            raise StreamingUnsupportedError(
                 f"Streaming callbacks receive one completion, but n={n} would be requested "
                 "(from the call or the config); pass n=1 with callbacks."
             )
@@ -339,17 +418,52 @@ class LLMModel(ABC, BaseModel):
         self,
         messages: str | Iterable[Message | Mapping[str, Any]],
         callbacks: Iterable[TextCallback] | None = None,
+        name: str | None = None,
         output_type: OutputType | None = None,
         tools: list[Tool] | None = None,
         tool_choice: Tool | str | None = TOOL_CHOICE_REQUIRED,
         **kwargs: Any,
     ) -> LLMResult:
-        """Like :meth:`call` with ``n=1``: exactly one result."""
+        """Like :meth:`call` with ``n=1``: one result (the first, with a warning, if several came back)."""
         kwargs["n"] = 1
-        results = await self.call(messages, callbacks, output_type, tools, tool_choice, **kwargs)
-        if len(results) != 1:
-            raise RuntimeError(f"Expected one completion, got {len(results)}")
+        results = await self.call(messages, callbacks, name, output_type, tools, tool_choice, **kwargs)
+        if not results:
+            raise ValueError(f"{self.name} returned no completion")
+        if len(results) > 1:
+            warnings.warn(
+                f"call_single expected one completion from {self.name}, got {len(results)}; "
+                "returning the first",
+                stacklevel=2,
+            )
         return results[0]
+
+
+def _with_name(callback: TextCallback, name: str | None) -> TextCallback:
+    """``callback`` given ``name=`` too when its signature has a ``name`` parameter (as fhlmi calls it)."""
+    try:
+        parameters = inspect.signature(callback).parameters
+    except (TypeError, ValueError):
+        return callback
+    if "name" not in parameters:
+        return callback
+    if asyncio.iscoroutinefunction(callback) or asyncio.iscoroutinefunction(type(callback).__call__):
+
+        async def named_async(delta: str) -> Any:
+            return await callback(delta, name=name)  # type: ignore[call-arg]
+
+        return named_async
+    return lambda delta: callback(delta, name=name)  # type: ignore[call-arg]
+
+
+def _as_tool_requests(results: list[LLMResult]) -> None:
+    """With ``tools`` given (even none), each answer is a ``ToolRequestMessage``, tool calls or not."""
+    aviary = aviary_core()
+    for result in results:
+        for index, message in enumerate(result.messages or ()):
+            if type(message) is aviary.Message and message.role == "assistant":
+                result.messages[index] = aviary.ToolRequestMessage(  # type: ignore[index]
+                    content=message.content, tool_calls=[]
+                )
 
 
 class TextNotifier:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from lmi.cost.budget import Budget
 from lmi.llms.params import KNOWN_PARAMS, check_params
 
-DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_MODEL = "gpt-4o-2024-11-20"  # fhlmi's default (CommonLLMNames.GPT_4O)
 
 # Kept for code that imported it from here; the parameters and their checks live in lmi.llms.params.
 COMPLETION_PARAMS = KNOWN_PARAMS

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import PrivateAttr, model_validator
 
 from lmi import telemetry
-from lmi._lazy import aviary_core
+from lmi._lazy import aviary_core, litellm
 from lmi.cache.keys import chat_key
 from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
@@ -141,6 +141,38 @@ class LiteLLMModel(LLMModel):
         deployment = self._settings.chain[0]
         return chat_key({**deployment.params, **kwargs}, [_message_dict(m) for m in prompt])
 
+    def default_n(self) -> int:
+        return self._settings.n
+
+    @property
+    def provider(self) -> str:
+        """The litellm provider of ``name`` (``"openai"``, ``"anthropic"``, ...)."""
+        api_base = self._settings.deployments[self._settings.primary].params.get("api_base")
+        return str(litellm().get_llm_provider(self.name, api_base=api_base)[1])
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model, as litellm counts them."""
+        return int(litellm().token_counter(model=self.name, text=text))
+
+    async def check_rate_limit(self, token_count: float, **kwargs: Any) -> None:
+        """Wait until ``token_count`` tokens fit ``config["rate_limit"][name]`` (key ``("client", name)``)."""
+        if "rate_limit" in self.config:
+            await _rate_limiter().GLOBAL_LIMITER.try_acquire(
+                ("client", self.name),
+                rate_limit=self._settings.rate_limit.get(self.name),
+                weight=max(int(token_count), 1),
+                **kwargs,
+            )
+
+    async def check_request_limit(self, **kwargs: Any) -> None:
+        """Wait for one request of ``config["request_limit"][name]`` (key ``("client|request", name)``)."""
+        if "request_limit" in self.config:
+            await _rate_limiter().GLOBAL_LIMITER.try_acquire(
+                ("client|request", self.name),
+                rate_limit=self._settings.request_limit.get(self.name),
+                **kwargs,
+            )
+
     # -- the provider call -------------------------------------------------------------------------------
 
     @staticmethod
@@ -205,7 +237,7 @@ class LiteLLMModel(LLMModel):
                 finished = time.perf_counter()
                 bill = bill_completion(completion, deployment.model, messages)  # never raises
                 # Tracked first, before anything that can fail (settling, parsing): a paid call is billed.
-                GLOBAL_COST_TRACKER.record(
+                await GLOBAL_COST_TRACKER.arecord(
                     deployment.name,
                     bill.usage,
                     bill.cost.usd,

@@ -400,7 +400,7 @@ def build_results(
         deferred_prompt: Any = Deferred(partial(_aviary_prompt, prompt), prompt)
     else:
         deferred_prompt = None
-    date = datetime.now(UTC)
+    date = datetime.now(UTC).isoformat()
     to_last = finished - started
     to_first = (first_token - started) if first_token is not None else 0.0
     results = []

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
@@ -19,7 +20,14 @@ from datetime import UTC
 from typing import Any, TypeVar
 
 from lmi import telemetry
-from lmi.exceptions import ModelCallError, RateLimitTimeout, RedisUnavailableError
+from lmi.exceptions import (
+    AllModelsExhaustedError,
+    ModelCallError,
+    ModelRefusalError,
+    RateLimitTimeout,
+    RedisUnavailableError,
+    ResponseValidationError,
+)
 from lmi.llms.config import RETRY_AFTER_CEILING, Deployment, RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -34,11 +42,61 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+_RETRY_CLASSES = (
+    "RateLimitError",
+    "Timeout",
+    "APIConnectionError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+)
+_FALLBACK_CLASSES = (
+    "NotFoundError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "ContextWindowExceededError",
+    "ContentPolicyViolationError",
+)
+_FALLBACK_STATUS = frozenset({401, 403, 404})
+_FALLBACK_MESSAGES = (
+    "too much media",
+    "image dimensions exceed max allowed size",
+    "text content blocks must contain non-whitespace text",
+    "limited access to this content for safety reasons",
+    "this content was flagged for possible biological risk",
+)
+
+
+def _litellm_classes(names: tuple[str, ...]) -> tuple[type, ...]:
+    # An exception can only be one of litellm's if litellm was imported: never import it to find out.
+    module = sys.modules.get("litellm")
+    return tuple(getattr(module, name) for name in names) if module is not None else ()
+
+
+def should_retry(exc: BaseException) -> bool:
+    """fhlmi's retry rule: litellm rate-limit, timeout, connection and 5xx errors, and rejected responses."""
+    return isinstance(exc, (ResponseValidationError, *_litellm_classes(_RETRY_CLASSES)))
+
+
+def should_fallback(exc: BaseException) -> bool:
+    """fhlmi's rule for moving to the next model: errors that the same model would only repeat."""
+    if isinstance(exc, (ModelRefusalError, *_litellm_classes(_FALLBACK_CLASSES))):
+        return True
+    bad_request = _litellm_classes(("BadRequestError",))
+    if not bad_request or not isinstance(exc, bad_request):
+        return False
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in _FALLBACK_STATUS:
+        return True
+    text = str(exc).lower()
+    return any(message in text for message in _FALLBACK_MESSAGES)
+
+
 def is_provider_error(exc: BaseException) -> bool:
     """An error that came from talking to a provider (as opposed to a bug or bad input on our side)."""
     if isinstance(exc, RedisUnavailableError):
         return False  # the limiter's store failed, once and clearly: no provider was involved
-    if isinstance(exc, RateLimitTimeout | TimeoutError | ConnectionError):
+    if isinstance(exc, RateLimitTimeout | TimeoutError | ConnectionError | ResponseValidationError):
         return True
     module = type(exc).__module__
     return module.startswith(("litellm", "openai", "httpx", "httpcore", "aiohttp", "anthropic"))
@@ -48,6 +106,8 @@ def is_retryable(exc: BaseException) -> bool:
     """Worth trying the same model again: rate limits, timeouts, lost connections and 5xx."""
     if isinstance(exc, RateLimitTimeout):
         return False  # our own limiter already waited as long as allowed
+    if isinstance(exc, ResponseValidationError):
+        return True
     status = _status(exc)
     if status is not None:
         return status in _RETRYABLE_STATUS or status >= 500
@@ -171,13 +231,15 @@ async def with_retries_and_fallbacks(
 
     Retryable errors are retried on the same deployment with exponential backoff capped at
     ``max_backoff``, or after the provider's ``retry-after`` whatever ``max_backoff`` says (a
-    ``retry-after`` above :data:`~lmi.llms.config.RETRY_AFTER_CEILING` moves on instead of waiting); other
-    provider errors move straight to the next deployment. ``attempt_timeout(deployment)`` bounds each whole
-    attempt; ``total_timeout`` bounds everything, and a retry that could not start before it runs out is
-    not waited for. Once ``delivered()`` is true (text reached streaming callbacks) a failure is final,
-    so nothing is delivered twice. Errors that are not the provider's (bugs, bad input, cancellation)
-    propagate untouched, with a note naming the attempts that failed before. Otherwise one
-    :class:`ModelCallError` lists every attempt, in order, with the provider's message.
+    ``retry-after`` above :data:`~lmi.llms.config.RETRY_AFTER_CEILING` moves on instead of waiting); once
+    retries run out, or on an error the same model would only repeat (:func:`should_fallback`: not found,
+    authentication, context window, refusal...), the next deployment is tried. ``attempt_timeout(deployment)``
+    bounds each whole attempt; ``total_timeout`` bounds everything, and a retry that could not start before
+    it runs out is not waited for. Once ``delivered()`` is true (text reached streaming callbacks) a failure
+    is final, so nothing is delivered twice. Any other error (a plain bad request, our limiter's timeout, a
+    bug, cancellation) propagates as itself, the provider's own class, with a note naming the attempts
+    before it. When every deployment failed, one :class:`AllModelsExhaustedError` (a
+    :class:`ModelCallError`) names each model tried and why.
     """
     attempts: list[tuple[str, BaseException]] = []
     attempt = telemetry.traced_attempts(attempt)  # a child span per attempt, when traces are recorded
@@ -200,7 +262,12 @@ async def with_retries_and_fallbacks(
                 attempts.append((deployment.name, exc))
                 if delivered is not None and delivered():
                     raise ModelCallError(attempts) from exc  # text reached the callbacks: never repeat it
-                if retry == policy.num_retries or not is_retryable(exc):
+                retryable = is_retryable(exc)
+                if not retryable and not should_fallback(exc):
+                    if len(attempts) > 1:
+                        exc.add_note(_earlier_attempts(attempts[:-1]))
+                    raise
+                if retry == policy.num_retries or not retryable:
                     logger.info("%s failed (%s); moving on", deployment.name, type(exc).__name__)
                     break
                 asked = retry_after(exc)
@@ -214,4 +281,10 @@ async def with_retries_and_fallbacks(
                 logger.info("%s failed (%s); retry %d in %.2fs", deployment.name, exc, retry + 1, delay)
                 with telemetry.waiting("retry_backoff", seconds=delay):
                     await asyncio.sleep(delay)
-    raise ModelCallError(attempts) from (attempts[-1][1] if attempts else None)
+    last = attempts[-1][1] if attempts else None
+    raise AllModelsExhaustedError(last, attempts=attempts) from last
+
+
+def _earlier_attempts(attempts: Sequence[tuple[str, BaseException]]) -> str:
+    lines = [f"  {model}: {type(exc).__name__}: {exc}" for model, exc in attempts]
+    return "lmi: attempts before this one:\n" + "\n".join(lines)

@@ -1,0 +1,81 @@
+"""fhlmi's embedding surface: modes, from_name, factory prefixes and kwargs, ``dimensions=``."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmi import (
+    EmbeddingModel,
+    EmbeddingModes,
+    HybridEmbeddingModel,
+    LiteLLMEmbeddingModel,
+    SentenceTransformerEmbeddingModel,
+    SparseEmbeddingModel,
+    embedding_model_factory,
+)
+
+
+def test_embedding_modes() -> None:
+    assert [m.value for m in EmbeddingModes] == ["document", "query"]
+    assert EmbeddingModes.QUERY == "query"
+
+
+async def test_set_mode_is_accepted_everywhere_and_reaches_hybrid_parts() -> None:
+    seen: list[EmbeddingModes] = []
+
+    class Recording(SparseEmbeddingModel):
+        def set_mode(self, mode: EmbeddingModes) -> None:
+            seen.append(mode)
+
+    sparse = SparseEmbeddingModel()
+    sparse.set_mode(EmbeddingModes.QUERY)  # a no-op, vectors unchanged
+    assert await sparse.embed_document("a b") == await SparseEmbeddingModel().embed_document("a b")
+    hybrid = HybridEmbeddingModel(models=[Recording(ndim=8), Recording(ndim=8)])
+    hybrid.set_mode(EmbeddingModes.DOCUMENT)
+    assert seen == [EmbeddingModes.DOCUMENT, EmbeddingModes.DOCUMENT]
+
+
+def test_from_name() -> None:
+    sparse = EmbeddingModel.from_name("sparse", ndim=32)
+    assert isinstance(sparse, SparseEmbeddingModel)
+    assert sparse.ndim == 32
+    dense = EmbeddingModel.from_name("text-embedding-3-small", batch_size=4)
+    assert isinstance(dense, LiteLLMEmbeddingModel)
+    assert (dense.name, dense.batch_size, dense.ndim) == ("text-embedding-3-small", 4, 1536)
+    hybrid = EmbeddingModel.from_name("hybrid-text-embedding-3-small")
+    assert isinstance(hybrid, HybridEmbeddingModel)
+    assert [m.name for m in hybrid.models] == ["text-embedding-3-small", "sparse"]
+    assert hybrid.ndim == 1536 + 256
+
+
+def test_factory_prefixes_and_kwargs_as_config() -> None:
+    dense = embedding_model_factory(" litellm-text-embedding-3-small ", rate_limit="100/minute")
+    assert isinstance(dense, LiteLLMEmbeddingModel)
+    assert dense.name == "text-embedding-3-small"
+    assert dense.config == {"rate_limit": "100/minute"}  # fhlmi: factory kwargs are the config
+    local = embedding_model_factory("st-multi-qa-MiniLM-L6-cos-v1", device="cpu", batch_size=8)
+    assert isinstance(local, SentenceTransformerEmbeddingModel)
+    assert local.config == {"device": "cpu", "batch_size": 8}
+    assert SentenceTransformerEmbeddingModel().name == "multi-qa-MiniLM-L6-cos-v1"
+    for empty in ("st-", "litellm-", "hybrid-", "  "):
+        with pytest.raises(ValueError, match="name"):
+            embedding_model_factory(empty)
+
+
+async def test_sparse_dimensions_is_ndim() -> None:
+    model = SparseEmbeddingModel(dimensions=64)
+    assert model.ndim == 64
+    assert len(await model.embed_document("hello world")) == 64
+    with pytest.raises(ValueError, match="disagree"):
+        SparseEmbeddingModel(ndim=32, dimensions=64)
+
+
+async def test_check_rate_limit_uses_config() -> None:
+    from lmi.rate_limiter import GLOBAL_LIMITER
+
+    name = "compat-check-embedder"  # a key no other test charges
+    model = LiteLLMEmbeddingModel(name=name, config={"rate_limit": "1000/minute"})
+    await model.check_rate_limit(400)
+    status = await GLOBAL_LIMITER.rate_limit_status()
+    assert status[("client", name)]["n_items_in_period"] == 400
+    await SparseEmbeddingModel().check_rate_limit(10)  # no limit configured: nothing to wait for
