@@ -932,12 +932,6 @@ async def test_fallback_answers_when_the_first_model_fails(replay: ReplayServer)
     assert result.text == "In a small"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: a rate-limiter TimeoutError inside an LLM call reaches the caller wrapped in ModelCallError "
-    "(a RuntimeError), not as TimeoutError (COMPAT: the limiter's TimeoutError propagates unwrapped); "
-    "drop this marker when the fhlmi-compat call path lands",
-)
 async def test_request_limit_blocks_the_call_beyond_it(
     replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
