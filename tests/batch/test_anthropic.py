@@ -93,7 +93,8 @@ async def test_cancel_makes_unfinished_items_cancelled(batch_server: BatchServer
     task = asyncio.create_task(
         llm.call_batch(["Say hello", "What does 42 mean?"], batch_dir=str(batch_dir), max_poll_interval=0.05)
     )
-    while not batch_server.created():  # noqa: ASYNC110  (the server runs in another thread)
+    # Polled once: the batch is submitted and its id is in the job's state (recorded before any poll).
+    while not any(method == "GET" and "/v1/messages/batches/" in path for method, path in batch_server.log):  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     job_id = next(iter(batch_server.batches))  # a provider batch id is accepted as well as the job id
     assert await cancel_batch(job_id, batch_dir=str(batch_dir)) == [job_id]
