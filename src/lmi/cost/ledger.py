@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -187,11 +188,21 @@ def open_ledger(path: Path) -> sqlite3.Connection:
     )
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        # Committed WAL frames survive a killed process; only an OS crash could lose the last few.
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.executescript(_SCHEMA)
-        _add_missing_columns(connection)
+        # Switching a new file to WAL (and creating the schema) while other processes do the same can
+        # answer "database is locked" at once, without SQLite's busy handler: try again for a while.
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                # Committed WAL frames survive a killed process; only an OS crash could lose the last few.
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.executescript(_SCHEMA)
+                _add_missing_columns(connection)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
     except BaseException:
         connection.close()
         raise
