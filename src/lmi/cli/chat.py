@@ -30,6 +30,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "-m",
         "--model",
+        # lmi.llms.config.DEFAULT_MODEL, spelled out: `lmi --help` must not import pydantic (a test
+        # keeps the two equal)
         help="a LiteLLM model name, e.g. anthropic/claude-3-5-haiku-latest (default: gpt-4o-2024-11-20)",
     )
     parser.add_argument("-s", "--system", help="a system message sent before the prompt")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,9 @@ TOP_LEVEL_KEYS = (
 )
 TRANSPORTS = ("auto", "native", "litellm")
 DEFAULT_MAX_CONNECTIONS = 256
+# Keys fhlmi accepts in a flat config that are not completion parameters: kept in ``config``, never sent
+# (``tool_parser`` is lifted to the model's field before parsing).
+FHLMI_KEYS = frozenset({"model_name", "responses_api", "tool_parser", "llm_type"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ class Deployment:
     name: str
     params: Mapping[str, Any] = field(repr=False)  # may hold api_key: never in a repr
     transport: str = "auto"  # "auto" | "native" | "litellm", as configured for this deployment
+    num_retries: int | None = None  # None: the chain's policy (an LLMConfig sets one per model)
+    responses_api: bool = False
 
     @property
     def model(self) -> str:
@@ -112,6 +117,7 @@ class ModelSettings:
     budget: Budget | None = None  # config["budget_usd"]: caps what this model's calls spend together
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # per event loop, for the native transport
     max_concurrency: Mapping[str, int] = field(default_factory=dict)  # calls in flight at once, per model
+    response_validator: Any = None  # LLMConfig.response_validator: called with each result
     _chain: tuple[Deployment, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -201,7 +207,9 @@ def _parse_model_list(model_list: Any, default_transport: str) -> dict[str, Depl
         # Several deployments under one name: LiteLLM balances between them; lmi keeps the first and
         # tries the others as fallbacks, so none is lost.
         key = name if name not in deployments else f"{name}#{index}"
-        deployments[key] = Deployment(name=name, params=MappingProxyType(params), transport=transport)
+        # None means "not set" (fhlmi's normalised max_tokens=None): nothing to send
+        sent = {k: v for k, v in params.items() if v is not None}
+        deployments[key] = Deployment(name=name, params=MappingProxyType(sent), transport=transport)
     return deployments
 
 
@@ -269,13 +277,42 @@ def _float(value: Any, key: str) -> float:
     return number
 
 
+def _is_sent(key: str) -> bool:
+    """Whether a top-level config key is a completion parameter (sent), not lmi's or fhlmi's own."""
+    return key not in TOP_LEVEL_KEYS and key not in RETRY_KEYS and key not in FHLMI_KEYS and key != "timeout"
+
+
+def has_model_identity(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` names the model(s) to call (rather than only limits or retry options)."""
+    return "model_list" in config or bool(config.get("name"))
+
+
+def normalized_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """fhlmi's shape of a config: a flat one becomes a one-entry ``model_list`` beside its own keys.
+
+    The entry's ``litellm_params`` hold what is sent: ``model``, ``n`` (1 unless given), ``max_tokens``
+    (``None`` unless given) and every other completion parameter. Router configs are kept as given.
+    """
+    if "model_list" in config:
+        return dict(config)
+    params: dict[str, Any] = {"model": name, "n": config.get("n", 1), "max_tokens": config.get("max_tokens")}
+    params.update((k, v) for k, v in config.items() if _is_sent(k) and k not in params)
+    return {"model_list": [{"model_name": name, "litellm_params": params}], **config}
+
+
 def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings:
     """Resolve ``name`` and ``config`` into :class:`ModelSettings`; raise on anything unusable."""
     config = _as_mapping(config, "config")
     transport = _transport(config.get("transport", "auto"), "config")
     if "model_list" in config:
-        check_keys(config, TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"}, "config")
-        deployments = _parse_model_list(config["model_list"], transport)
+        # Completion parameters beside a model_list (as in fhlmi's normalised config) apply to every
+        # deployment that does not set them itself.
+        check_params(config, "config", also_known=TOP_LEVEL_KEYS | RETRY_KEYS | FHLMI_KEYS)
+        shared = {k: v for k, v in config.items() if _is_sent(k) and v is not None}
+        deployments = {
+            key: replace(d, params=MappingProxyType({**shared, **d.params})) if shared else d
+            for key, d in _parse_model_list(config["model_list"], transport).items()
+        }
         if name is None:
             name = config.get("name") or next(iter(deployments.values())).name
         _check_name(name)
@@ -285,14 +322,10 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
             )
         extra_names = tuple(key for key in deployments if key.startswith(f"{name}#"))
     else:
-        check_params(config, "config", also_known=TOP_LEVEL_KEYS | RETRY_KEYS)
+        check_params(config, "config", also_known=TOP_LEVEL_KEYS | RETRY_KEYS | FHLMI_KEYS)
         name = name or config.get("name") or DEFAULT_MODEL
         _check_name(name)
-        params = {
-            k: v
-            for k, v in config.items()
-            if k not in TOP_LEVEL_KEYS and k not in RETRY_KEYS and k != "timeout"
-        }
+        params = {k: v for k, v in config.items() if _is_sent(k) and v is not None}
         params.setdefault("model", name)
         deployments = {name: Deployment(name, MappingProxyType(params), transport)}
         extra_names = ()
@@ -323,7 +356,7 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         _apply_prices(config["prices"], deployments, name)
     return ModelSettings(
         primary=name,
-        deployments=MappingProxyType(deployments),
+        deployments=deployments,
         fallbacks=fallbacks,
         retry=retry,
         timeout=None if timeout is None else _float(timeout, "timeout"),

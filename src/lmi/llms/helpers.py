@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from lmi.constants import CHARACTERS_PER_TOKEN_ASSUMPTION
 from lmi.exceptions import JSONSchemaValidationError
-from lmi.llms.results import _get, usage_from_litellm
+from lmi.llms.results import _get, top_logprobs_of, usage_from_litellm
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,15 +52,9 @@ def sum_logprobs(choice: Any) -> float | None:
     return float(sum(_get(token, "logprob") or 0.0 for token in content))
 
 
-def extract_top_logprobs(completion: Any) -> list[list[tuple[str, float]]] | None:
+def extracttop_logprobs_of(completion: Any) -> list[list[tuple[str, float]]] | None:
     """Per generated token, its ``(token, logprob)`` alternatives, from a litellm ``Choices``."""
-    content = _get(_get(completion, "logprobs"), "content")
-    if content is None:
-        return None
-    return [
-        [(str(_get(alt, "token")), float(_get(alt, "logprob"))) for alt in _get(token, "top_logprobs") or ()]
-        for token in content
-    ]
+    return top_logprobs_of(_get(completion, "logprobs"))
 
 
 def _json_part(text: str) -> str:
@@ -237,7 +231,7 @@ def pass_through_router_class() -> type:
 __all__ = [
     "CommonLLMNames",
     "estimate_message_tokens",
-    "extract_top_logprobs",
+    "extracttop_logprobs_of",
     "parse_cached_usage",
     "rate_limited",
     "request_limited",

@@ -13,18 +13,21 @@ from functools import cache, partial
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from lmi import telemetry
 from lmi._lazy import aviary_core, litellm
 from lmi.cache.keys import chat_key
 from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
+from lmi.llms import setup
 from lmi.llms.base import LLMModel, TextCallback, TextNotifier
-from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings, parse_settings
+from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings
 from lmi.llms.limits import NO_LIMITS, CallLimits, reserve_call
+from lmi.llms.postprocess import apply_tool_parser, refuse_content_filter, validate_responses
 from lmi.llms.results import Bill, Completion, bill_completion, build_results
 from lmi.llms.retry import is_provider_error, off_the_attempt_clock, with_retries_and_fallbacks
+from lmi.llms.specs import LLMConfig
 from lmi.llms.transports import Route, Transport, route_for
 from lmi.types import LLMResult
 
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
     from aviary.core import Message
 
     from lmi.cache.store import CacheStore
+
+ToolParser = Callable[..., Any]  # (litellm Choices | str, tools) -> Message | ToolRequestMessage | list
 
 _PLAIN_MESSAGE_FIELDS = {"role", "content", "content_is_json_str", "info", "cache_breakpoint"}
 
@@ -86,28 +91,29 @@ class LiteLLMModel(LLMModel):
     _takes_plain_messages: ClassVar[bool] = True  # plain dicts skip aviary (and litellm) entirely
 
     name: str = DEFAULT_MODEL
+    tool_parser: ToolParser | None = Field(
+        default=None, description="Turns each choice into the assistant's message(s) instead of lmi."
+    )
+    llm_config: LLMConfig | None = Field(
+        default=None, description="The models calls go to, in order; synthesised from config if not given."
+    )
     _settings: ModelSettings = PrivateAttr()
     _routes: dict[int, Route] = PrivateAttr()  # by id() of each deployment in _settings
     _cache: CacheStore | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
-    def _name_from_config(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("name"):
-            config = data.get("config") or {}
-            if isinstance(config, dict):
-                if config.get("name"):
-                    data = {**data, "name": config["name"]}
-                elif isinstance(config.get("model_list"), list) and config["model_list"]:
-                    first = config["model_list"][0]
-                    if isinstance(first, dict) and isinstance(first.get("model_name"), str):
-                        data = {**data, "name": first["model_name"]}
-        return data
+    def _prepare(cls, data: Any) -> Any:
+        return setup.prepare(data)
 
     @model_validator(mode="after")
     def _parse_config(self) -> LiteLLMModel:
-        self._settings = settings = parse_settings(self.name or None, self.config)
-        self.name = settings.primary  # an empty name means the default model: say which
+        settings, llm_config, config = setup.resolve(
+            self.name, self.config, self.llm_config, self.tool_parser
+        )
+        self._settings, self.llm_config, self.config = settings, llm_config, config
+        if not self.name:  # an empty name means the default model: say which
+            self.name = settings.primary
         self._routes = {
             id(deployment): route_for(deployment, settings.max_connections)
             for deployment in settings.deployments.values()
@@ -273,6 +279,11 @@ class LiteLLMModel(LLMModel):
             finished=finished,
             bill=bill,
         )
+        refuse_content_filter(deployment.name, results, completion if notify is None else None)
+        if self.tool_parser is not None:
+            apply_tool_parser(self.tool_parser, results, completion.choices, kwargs.get("tools"))
+        if settings.response_validator is not None:
+            await validate_responses(settings.response_validator, results)
         return results
 
     @staticmethod

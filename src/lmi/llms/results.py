@@ -34,6 +34,7 @@ class Choice:
     reasoning_content: str | None = None
     finish_reason: str | None = None
     logprob: float | None = None
+    top_logprobs: list[list[tuple[str, float]]] | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +132,20 @@ def _logprob(logprobs: Any) -> float | None:
     return sum(_get(token, "logprob") or 0.0 for token in content)
 
 
+def top_logprobs_of(logprobs: Any) -> list[list[tuple[str, float]]] | None:
+    """Per token, its ``(token, logprob)`` alternatives (when ``top_logprobs`` was asked for)."""
+    content = _get(logprobs, "content")
+    if not content:
+        return None
+    return [
+        [
+            (str(_get(alt, "token")), float(_get(alt, "logprob") or 0.0))
+            for alt in _get(token, "top_logprobs") or ()
+        ]
+        for token in content
+    ]
+
+
 def _tool_call(call: Any) -> dict[str, Any]:
     function = _get(call, "function")
     return {
@@ -157,7 +172,8 @@ def completion_from_response(response: Any, indices: list[int] | None = None) ->
                 tool_calls=[_tool_call(call) for call in message.tool_calls or ()],
                 reasoning_content=_get(message, "reasoning_content"),
                 finish_reason=choice.finish_reason,
-                logprob=_logprob(_get(choice, "logprobs")),
+                logprob=_logprob(logprobs := _get(choice, "logprobs")),
+                top_logprobs=top_logprobs_of(logprobs),
             )
         )
     choices.sort(key=_by_index)  # a provider may send them in any order
@@ -434,6 +450,7 @@ def build_results(
             seconds_to_last_token=to_last,
             date=date,
             logprob=choice.logprob,
+            top_logprobs=choice.top_logprobs,
             provider_response_id=completion.response_id,
         )
         if not choice.tool_calls:

@@ -96,7 +96,9 @@ def is_provider_error(exc: BaseException) -> bool:
     """An error that came from talking to a provider (as opposed to a bug or bad input on our side)."""
     if isinstance(exc, RedisUnavailableError):
         return False  # the limiter's store failed, once and clearly: no provider was involved
-    if isinstance(exc, RateLimitTimeout | TimeoutError | ConnectionError | ResponseValidationError):
+    if isinstance(
+        exc, RateLimitTimeout | TimeoutError | ConnectionError | ResponseValidationError | ModelRefusalError
+    ):
         return True
     module = type(exc).__module__
     return module.startswith(("litellm", "openai", "httpx", "httpcore", "aiohttp", "anthropic"))
@@ -247,7 +249,8 @@ async def with_retries_and_fallbacks(
     deadline = None if total_timeout is None else loop.time() + total_timeout
     for deployment in chain:
         seconds = None if attempt_timeout is None else attempt_timeout(deployment)
-        for retry in range(policy.num_retries + 1):
+        retries = policy.num_retries if deployment.num_retries is None else deployment.num_retries
+        for retry in range(retries + 1):
             if deadline is not None and loop.time() >= deadline:
                 if not attempts:
                     attempts.append((deployment.name, TimeoutError(f"total_timeout={total_timeout:g} s")))
@@ -267,7 +270,7 @@ async def with_retries_and_fallbacks(
                     if len(attempts) > 1:
                         exc.add_note(_earlier_attempts(attempts[:-1]))
                     raise
-                if retry == policy.num_retries or not retryable:
+                if retry == retries or not retryable:
                     logger.info("%s failed (%s); moving on", deployment.name, type(exc).__name__)
                     break
                 asked = retry_after(exc)

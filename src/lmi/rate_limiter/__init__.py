@@ -5,7 +5,25 @@ through :data:`GLOBAL_LIMITER`. Importing this package does no I/O and imports n
 ``limits``.
 """
 
+from typing import Any
+
 from lmi.exceptions import RedisUnavailableError
+from lmi.rate_limiter import defaults
+from lmi.rate_limiter.defaults import GLOBAL_RATE_LIMITER_TIMEOUT, MATCH_ALL, MATCH_MACHINE_ID
 from lmi.rate_limiter.limiter import GLOBAL_LIMITER, GlobalRateLimiter, RateLimitStatus
 
-__all__ = ["GLOBAL_LIMITER", "GlobalRateLimiter", "RateLimitStatus", "RedisUnavailableError"]
+
+def __getattr__(name: str) -> Any:
+    """fhlmi's limit constants (``RATE_CONFIG``, ``FALLBACK_RATE_LIMIT``...), built on first access."""
+    return getattr(defaults, name)
+
+
+__all__ = [
+    "GLOBAL_LIMITER",
+    "GLOBAL_RATE_LIMITER_TIMEOUT",
+    "MATCH_ALL",
+    "MATCH_MACHINE_ID",
+    "GlobalRateLimiter",
+    "RateLimitStatus",
+    "RedisUnavailableError",
+]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from lmi.llms.results import Choice, Completion, StreamAssembler, usage_from_litellm
+from lmi.llms.results import Choice, Completion, StreamAssembler, top_logprobs_of, usage_from_litellm
 from lmi.llms.transports.wire import Endpoint, ErrorBody, Unsupported, split_request
 
 DEFAULT_BASE = "https://api.openai.com/v1"
@@ -108,7 +108,8 @@ def completion(body: Any) -> Completion:
                 tool_calls=[_tool_call(call) for call in message.get("tool_calls") or ()],
                 reasoning_content=message.get("reasoning_content"),
                 finish_reason=choice.get("finish_reason"),
-                logprob=_logprob(choice.get("logprobs")),
+                logprob=_logprob(logprobs := choice.get("logprobs")),
+                top_logprobs=top_logprobs_of(logprobs),
             )
         )
     choices.sort(key=lambda choice: choice.index)  # a server may send them in any order
