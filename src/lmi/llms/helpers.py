@@ -52,7 +52,7 @@ def sum_logprobs(choice: Any) -> float | None:
     return float(sum(_get(token, "logprob") or 0.0 for token in content))
 
 
-def extracttop_logprobs_of(completion: Any) -> list[list[tuple[str, float]]] | None:
+def extract_top_logprobs(completion: Any) -> list[list[tuple[str, float]]] | None:
     """Per generated token, its ``(token, logprob)`` alternatives, from a litellm ``Choices``."""
     return top_logprobs_of(_get(completion, "logprobs"))
 
@@ -231,7 +231,7 @@ def pass_through_router_class() -> type:
 __all__ = [
     "CommonLLMNames",
     "estimate_message_tokens",
-    "extracttop_logprobs_of",
+    "extract_top_logprobs",
     "parse_cached_usage",
     "rate_limited",
     "request_limited",
