@@ -83,6 +83,16 @@ class Deployment:
     def model(self) -> str:
         return str(self.params.get("model", self.name))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # a mappingproxy does not pickle; its contents do
+        return (
+            _deployment,
+            (self.name, dict(self.params), self.transport, self.num_retries, self.responses_api),
+        )
+
+
+def _deployment(name: str, params: dict[str, Any], *options: Any) -> Deployment:
+    return Deployment(name, MappingProxyType(params), *options)
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:

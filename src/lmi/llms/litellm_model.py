@@ -114,12 +114,26 @@ class LiteLLMModel(LLMModel):
         self._settings, self.llm_config, self.config = settings, llm_config, config
         if not self.name:  # an empty name means the default model: say which
             self.name = settings.primary
+        self._connect()
+        return self
+
+    def _connect(self) -> None:
+        """What the settings lead to but cannot be copied: transports (by deployment) and the cache."""
+        settings = self._settings
         self._routes = {
             id(deployment): route_for(deployment, settings.max_connections)
             for deployment in settings.deployments.values()
         }
         self._cache = cache_for(self.config.get("cache"), configured="cache" in self.config)
-        return self
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = {k: v for k, v in (state["__pydantic_private__"] or {}).items() if k == "_settings"}
+        return {**state, "__pydantic_private__": private}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._connect()
 
     @property
     def settings(self) -> ModelSettings:
@@ -132,8 +146,6 @@ class LiteLLMModel(LLMModel):
 
     def __repr__(self) -> str:  # never show api keys that may sit in config
         return f"{type(self).__name__}(name={self.name!r})"
-
-    __str__ = __repr__
 
     def response_cache(self) -> CacheStore | None:
         """The store named by ``config["cache"]`` (else the env ``LMI_CACHE``), resolved at construction."""
