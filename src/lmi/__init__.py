@@ -104,6 +104,7 @@ __all__ = [
     "EXTRA_TOKENS_FROM_USER_ROLE",
     "GLOBAL_COST_TRACKER",
     "AllModelsExhaustedError",
+    "BatchItemError",
     "BudgetExceeded",
     "CommonLLMNames",
     "ConfigurationError",
