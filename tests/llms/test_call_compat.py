@@ -186,3 +186,30 @@ async def test_not_found_falls_back(replay: ReplayServer) -> None:
     with warnings.catch_warnings():
         result = await llm.call_single(QUESTION)
     assert result.model == "backup"
+
+
+async def test_a_tool_request_without_calls_goes_back_as_a_plain_message(replay: ReplayServer) -> None:
+    name = "openai-chat-25bb48"  # a conversation: user, assistant "Hi!", user
+    request = recorded(name)["request"]
+    first, answer, last = (m["content"] for m in request["messages"])
+    llm = openai_model(replay, name, temperature=request["temperature"])
+    history = [
+        Message(content=first),
+        ToolRequestMessage(content=answer, tool_calls=[]),  # what call(tools=[]) answers
+        Message(content=last),
+    ]
+    await llm.call(history, n=request.get("n", 1))
+    assert replay.requests_for(name)[0].body["messages"] == request["messages"]
+
+
+async def test_openrouter_reasoning_effort_goes_in_its_reasoning_object(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test-not-a-real-key")
+    llm = LiteLLMModel(
+        config={"name": "openrouter/openai/gpt-4o-mini", "api_base": replay.openai_base(PLAIN)}
+    )
+    await llm.call_single(QUESTION, reasoning_effort="low")
+    sent = replay.requests_for(PLAIN)[0].body
+    assert "reasoning_effort" not in sent
+    assert sent["reasoning"] == {"effort": "low"}

@@ -20,7 +20,7 @@ from lmi._lazy import aviary_core, litellm
 from lmi.cache.keys import chat_key
 from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
-from lmi.llms import setup
+from lmi.llms import responses, setup
 from lmi.llms.base import LLMModel, TextCallback, TextNotifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings
 from lmi.llms.limits import NO_LIMITS, CallLimits, reserve_call
@@ -60,6 +60,8 @@ def _message_dict(message: Message) -> dict[str, Any]:
         return {"role": message.role, "content": message.content}
     data = message.model_dump(by_alias=True, exclude_none=True)
     data.pop("info", None)
+    if "tool_calls" in data and not data["tool_calls"]:
+        del data["tool_calls"]  # a ToolRequestMessage without calls (tools=[]) is a plain message to send
     return data
 
 
@@ -199,6 +201,12 @@ class LiteLLMModel(LLMModel):
     ) -> dict[str, Any]:
         request = {**deployment.params, **kwargs}
         request["messages"] = [_message_dict(m) for m in messages]
+        if "reasoning_effort" in request and str(request.get("model", "")).startswith("openrouter/"):
+            # OpenRouter takes the effort inside its own "reasoning" object
+            extra_body = dict(request.get("extra_body") or {})
+            reasoning = dict(extra_body.get("reasoning") or {})
+            reasoning["effort"] = request.pop("reasoning_effort")
+            request["extra_body"] = {**extra_body, "reasoning": reasoning}
         if settings.timeout is not None:
             request.setdefault("timeout", settings.timeout)
         request.setdefault("max_retries", 0)  # retries are ours: one policy, one count, no hidden waits
@@ -245,7 +253,11 @@ class LiteLLMModel(LLMModel):
 
             started = time.perf_counter()
             try:
-                if notify is None:
+                if deployment.responses_api:  # litellm's Responses API, whichever the route
+                    if before_send is not None:
+                        await before_send()
+                    completion, first_token = await self._respond(request, messages, notify)
+                elif notify is None:
                     completion = await transport.complete(deployment, prepared, before_send)
                     first_token = None
                 else:
@@ -291,6 +303,9 @@ class LiteLLMModel(LLMModel):
             finished=finished,
             bill=bill,
         )
+        if deployment.responses_api:  # fhlmi: no refusal check, tool_parser or validator here
+            responses.stamp_results(results, completion.response_id)
+            return results
         refuse_content_filter(deployment.name, results, completion if notify is None else None)
         if self.tool_parser is not None:
             apply_tool_parser(self.tool_parser, results, completion.choices, kwargs.get("tools"))
@@ -307,6 +322,27 @@ class LiteLLMModel(LLMModel):
         worst = worst_case_chat_usd(deployment.model, request)
         with telemetry.waiting("budget", model=deployment.name):
             return await reserve_all(budgets, worst, f"A call to {deployment.name}")
+
+    @staticmethod
+    async def _respond(
+        request: dict[str, Any],
+        messages: list[Message],
+        notify: Callable[[str], Awaitable[None]] | None,
+    ) -> tuple[Completion, float | None]:
+        """One Responses API request (streamed when there are callbacks); its answer as a Completion."""
+        request = responses.build_request(request, messages, stream=notify is not None)
+        answer = await litellm().aresponses(**request)
+        if notify is None:
+            return responses.completion_of(answer), None
+        first: list[float] = []
+
+        async def timed(delta: str) -> None:
+            if not first:
+                first.append(time.perf_counter())
+            await notify(delta)
+
+        final, _ = await responses.consume_stream(answer, timed)
+        return responses.completion_of(final), (first[0] if first else None)
 
     @staticmethod
     async def _stream(
