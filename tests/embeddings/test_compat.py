@@ -79,3 +79,9 @@ async def test_check_rate_limit_uses_config() -> None:
     status = await GLOBAL_LIMITER.rate_limit_status()
     assert status[("client", name)]["n_items_in_period"] == 400
     await SparseEmbeddingModel().check_rate_limit(10)  # no limit configured: nothing to wait for
+
+
+def test_sparse_exposes_its_tokenizer() -> None:
+    enc = SparseEmbeddingModel().enc
+    assert enc.name == "cl100k_base"
+    assert enc.decode(enc.encode("hello world")) == "hello world"

@@ -213,3 +213,28 @@ async def test_openrouter_reasoning_effort_goes_in_its_reasoning_object(
     sent = replay.requests_for(PLAIN)[0].body
     assert "reasoning_effort" not in sent
     assert sent["reasoning"] == {"effort": "low"}
+
+
+async def test_select_tool_uses_the_primary_model(replay: ReplayServer) -> None:
+    from aviary.core import Tool
+
+    def double(x: int) -> int:
+        """Double the input.
+
+        Args:
+            x: The input to double
+        """
+        return 2 * x
+
+    name = "openai-chat-tools-3055a4"
+    exchange = recorded(name)
+    llm = openai_model(replay, name, temperature=1.0)
+    messages = [
+        Message(role="system", content=exchange["request"]["messages"][0]["content"]),
+        Message(content="What is double of 8?"),
+    ]
+    selected = await llm.select_tool(messages, tools=[Tool.from_function(double)], tool_choice="auto")
+    assert isinstance(selected, ToolRequestMessage)
+    assert selected.tool_calls[0].id == exchange["body"]["choices"][0]["message"]["tool_calls"][0]["id"]
+    assert selected.tool_calls[0].function.arguments == {"x": 8}
+    assert replay.requests_for(name)[0].body["model"] == "gpt-4o-mini"

@@ -59,6 +59,17 @@ async def test_flat_config_is_reshaped_and_every_parameter_still_sent(replay: Re
     ]
 
 
+def test_gemini_gets_fhlmis_safety_settings() -> None:
+    from lmi.constants import DEFAULT_VERTEX_SAFETY_SETTINGS
+
+    llm = LiteLLMModel(config={"name": "gemini/gemini-2.0-flash"})
+    assert llm.settings.chain[0].params["safety_settings"] == DEFAULT_VERTEX_SAFETY_SETTINGS
+    assert llm.config["model_list"][0]["litellm_params"]["safety_settings"] == DEFAULT_VERTEX_SAFETY_SETTINGS
+    own = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+    mine = LiteLLMModel(config={"name": "gemini/gemini-2.0-flash", "safety_settings": own})
+    assert mine.settings.chain[0].params["safety_settings"] == own
+
+
 def test_nested_config_and_tool_parser_in_config() -> None:
     def parser(text: str, tools: Any) -> Message:
         return Message(role="assistant", content=text)
@@ -223,3 +234,15 @@ async def test_response_validator_rejections_are_retried(replay: ReplayServer) -
     with pytest.raises(AllModelsExhaustedError) as raised:
         await LiteLLMModel(llm_config=always, config={"retry_backoff": 0.01}).call_single(QUESTION)
     assert isinstance(raised.value.last_exc, ResponseValidationError)
+
+
+async def test_acompletion_with_a_spec_is_one_request_to_it(replay: ReplayServer) -> None:
+    replay.inject(PLAIN, Fault(status=503, times=None))
+    llm = LiteLLMModel(name="gpt-4o-mini")
+    spec = ModelSpec(name="gpt-4o-mini", api_base=replay.openai_base(PLAIN), max_retries=3)
+    with pytest.raises(litellm.ServiceUnavailableError):
+        await llm.acompletion(QUESTION, spec=spec)
+    assert len(replay.requests_for(PLAIN)) == 1
+    replay.clear()
+    (result,) = await llm.acompletion(QUESTION, spec=spec)
+    assert result.text == recorded(PLAIN)["body"]["choices"][0]["message"]["content"]

@@ -46,6 +46,11 @@ class SparseEmbeddingModel(EmbeddingModel):
             data["ndim"] = dimensions
         return data
 
+    @property
+    def enc(self) -> tiktoken.Encoding:
+        """The tokenizer (cl100k_base), loaded on first use."""
+        return cl100k()
+
     async def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         texts = check_texts(texts)
         if sum(map(len, texts)) <= INLINE_CHARACTERS:

@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from lmi._checks import check_keys
+from lmi.constants import DEFAULT_VERTEX_SAFETY_SETTINGS
 from lmi.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -307,6 +308,8 @@ def normalized_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
         return dict(config)
     params: dict[str, Any] = {"model": name, "n": config.get("n", 1), "max_tokens": config.get("max_tokens")}
     params.update((k, v) for k, v in config.items() if _is_sent(k) and k not in params)
+    if "gemini" in name:
+        params.setdefault("safety_settings", [dict(s) for s in DEFAULT_VERTEX_SAFETY_SETTINGS])
     return {"model_list": [{"model_name": name, "litellm_params": params}], **config}
 
 
@@ -337,6 +340,8 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
         _check_name(name)
         params = {k: v for k, v in config.items() if _is_sent(k) and v is not None}
         params.setdefault("model", name)
+        if "gemini" in name:  # as fhlmi: Gemini blocks only high-risk content unless told otherwise
+            params.setdefault("safety_settings", [dict(s) for s in DEFAULT_VERTEX_SAFETY_SETTINGS])
         deployments = {name: Deployment(name, MappingProxyType(params), transport)}
         extra_names = ()
 

@@ -27,8 +27,8 @@ from lmi.llms.limits import NO_LIMITS, CallLimits, reserve_call
 from lmi.llms.postprocess import apply_tool_parser, refuse_content_filter, validate_responses
 from lmi.llms.results import Bill, Completion, bill_completion, build_results
 from lmi.llms.retry import is_provider_error, off_the_attempt_clock, with_retries_and_fallbacks
-from lmi.llms.specs import LLMConfig
-from lmi.llms.transports import Route, Transport, route_for
+from lmi.llms.specs import LLMConfig, ModelSpec, deployment_of
+from lmi.llms.transports import LITELLM_ROUTE, Route, Transport, route_for
 from lmi.types import LLMResult
 
 if TYPE_CHECKING:
@@ -233,7 +233,10 @@ class LiteLLMModel(LLMModel):
             if notify is not None:
                 request["stream"] = True
                 request.setdefault("stream_options", {"include_usage": True})  # usage is what we bill by
-            transport, prepared = self._routes[id(deployment)].pick(deployment, request)
+            # A deployment of this model's own chain has its route; another (acompletion(spec=...)) goes
+            # through litellm rather than opening a connection pool for one request.
+            route = self._routes.get(id(deployment), LITELLM_ROUTE)
+            transport, prepared = route.pick(deployment, request)
             started = 0.0
             before_send: Callable[[], Awaitable[None]] | None = None
             if (
@@ -313,6 +316,22 @@ class LiteLLMModel(LLMModel):
             await validate_responses(settings.response_validator, results)
         return results
 
+    async def select_tool(self, *selection_args: Any, **selection_kwargs: Any) -> Any:
+        """aviary's ``ToolSelector`` on the primary model: ``(messages, tools, tool_choice)`` → a
+        ``ToolRequestMessage``. One request, no retries; its cost is tracked like any call's."""
+        primary = self._settings.deployments[self._settings.primary]
+
+        async def acompletion(*args: Any, **kwargs: Any) -> Any:
+            if args:  # aviary passes the model name positionally
+                kwargs.setdefault("model", args[0])
+            request = {**primary.params, **kwargs, "model": primary.model}
+            response = await litellm().acompletion(**request)
+            await GLOBAL_COST_TRACKER.record(response)
+            return response
+
+        selector = aviary_core().ToolSelector(model_name=primary.model, acompletion=acompletion)
+        return await selector(*selection_args, **selection_kwargs)
+
     @staticmethod
     async def _reserve_budgets(
         budgets: tuple[Budget, ...], deployment: Deployment, request: dict[str, Any]
@@ -366,6 +385,14 @@ class LiteLLMModel(LLMModel):
         first = completion.first_delta_at
         return completion, first if first is not None else first_text
 
+    def _deployment_for(self, spec: ModelSpec) -> Deployment:
+        """The chain's own deployment when ``spec`` describes one (its route kept), else a new one."""
+        wanted = deployment_of(spec, self._settings.chain[0].transport)
+        for deployment in self._settings.deployments.values():
+            if deployment.name == wanted.name and deployment.params == wanted.params:
+                return deployment
+        return wanted
+
     def completions_requested(self, kwargs: Mapping[str, Any]) -> int:
         return self._settings.completions_requested(kwargs)
 
@@ -378,6 +405,9 @@ class LiteLLMModel(LLMModel):
         # Plain functions and a partial, not coroutines: fewer frames for every resumption of the call.
         settings = self._settings
         total_timeout = kwargs.pop("total_timeout", settings.retry.total_timeout)
+        spec = kwargs.pop("spec", None)
+        if spec is not None:  # fhlmi's acompletion(..., spec=): one request to that model, no retries
+            return self._attempt(settings, self._deployment_for(spec), messages, kwargs, notify)
         attempt = partial(self._attempt, settings, messages=messages, kwargs=kwargs, notify=notify)
         return with_retries_and_fallbacks(
             settings.chain,

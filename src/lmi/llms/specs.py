@@ -189,19 +189,24 @@ def llm_config_of(settings: ModelSettings, tool_parser: Any = None) -> LLMConfig
     return LLMConfig(models=models, response_validator=settings.response_validator, tool_parser=tool_parser)
 
 
+def deployment_of(spec: ModelSpec, transport: str = "auto") -> Deployment:
+    """What calls send for ``spec``."""
+    return Deployment(
+        name=spec.name,
+        params=MappingProxyType(spec.to_litellm_kwargs()),
+        transport=transport,
+        num_retries=spec.max_retries,
+        responses_api=spec.responses_api,
+    )
+
+
 def settings_with_chain(base: ModelSettings, llm_config: LLMConfig) -> ModelSettings:
     """``base`` (limits, backoff) calling the chain of ``llm_config`` instead of its own models."""
     deployments: dict[str, Deployment] = {}
     transport = base.chain[0].transport  # config["transport"] applies to llm_config's models too
     for index, spec in enumerate(llm_config.models):
         key = spec.name if spec.name not in deployments else f"{spec.name}#{index}"
-        deployments[key] = Deployment(
-            name=spec.name,
-            params=MappingProxyType(spec.to_litellm_kwargs()),
-            transport=transport,
-            num_retries=spec.max_retries,
-            responses_api=spec.responses_api,
-        )
+        deployments[key] = deployment_of(spec, transport)
     primary, *fallbacks = deployments
     return ModelSettings(
         primary=primary,
