@@ -213,3 +213,23 @@ def test_compat_modules_do_not_import_litellm() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_errors_survive_pickling() -> None:
+    import pickle
+
+    from lmi.exceptions import AllModelsExhaustedError, ModelRefusalError
+
+    cause = ValueError("boom")
+    exhausted = pickle.loads(pickle.dumps(AllModelsExhaustedError(cause, attempts=[("m", cause)])))
+    assert str(exhausted.last_exc) == "boom"
+    assert [(model, str(exc)) for model, exc in exhausted.attempts] == [("m", "boom")]
+    assert "m: ValueError: boom" in str(exhausted)
+    refusal = pickle.loads(pickle.dumps(ModelRefusalError("no", model="m", finish_reason="content_filter")))
+    assert (str(refusal), refusal.model, refusal.finish_reason) == ("no", "m", "content_filter")
+
+
+def test_star_import_of_the_rate_limiter_has_fhlmis_names() -> None:
+    namespace: dict[str, object] = {}
+    exec("from lmi.rate_limiter import *", namespace)
+    assert {"RATE_CONFIG", "GLOBAL_LIMITER", "GlobalRateLimiter", "MATCH_ALL"} <= set(namespace)

@@ -100,6 +100,9 @@ class ModelCallError(LMIError, RuntimeError):
     def last_error(self) -> BaseException | None:
         return self.attempts[-1][1] if self.attempts else None
 
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its attempts, not its message
+        return type(self), (self.attempts,)
+
 
 class AllModelsExhaustedError(ModelCallError):
     """Every model of the chain ran out of retries or was skipped over (fhlmi's name for ModelCallError).
@@ -119,6 +122,9 @@ class AllModelsExhaustedError(ModelCallError):
         super().__init__(attempts)
         self.last_exc = last_exc if last_exc is not None else self.last_error
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_exhausted, (self.last_exc, self.attempts)
+
 
 class ModelRefusalError(LMIError, RuntimeError):
     """The provider finished with ``content_filter``: the model refused to answer.
@@ -129,6 +135,9 @@ class ModelRefusalError(LMIError, RuntimeError):
     def __init__(self, message: str, *, model: str, finish_reason: str, response: Any = None) -> None:
         super().__init__(message)
         self.model, self.finish_reason, self.response = model, finish_reason, response
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_refusal, (str(self), self.model, self.finish_reason, self.response)
 
 
 class ResponseValidationError(LMIError, RuntimeError):
@@ -167,6 +176,16 @@ class BatchItemError(LMIError, RuntimeError):
 
     def __reduce__(self) -> tuple[type, tuple[int, str, str, str]]:
         return type(self), (self.index, self.custom_id, self.kind, self.reason)
+
+
+def _rebuild_exhausted(
+    last_exc: BaseException | None, attempts: Sequence[tuple[str, BaseException]]
+) -> AllModelsExhaustedError:
+    return AllModelsExhaustedError(last_exc, attempts=attempts)
+
+
+def _rebuild_refusal(message: str, model: str, finish_reason: str, response: Any) -> ModelRefusalError:
+    return ModelRefusalError(message, model=model, finish_reason=finish_reason, response=response)
 
 
 __all__ = [

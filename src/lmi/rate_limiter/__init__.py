@@ -18,11 +18,18 @@ def __getattr__(name: str) -> Any:
     return getattr(defaults, name)
 
 
+# the fhlmi constants among these are built on first access, by __getattr__
 __all__ = [
+    "ANTHROPIC_DEFAULT_RPM",
+    "FALLBACK_RATE_LIMIT",
     "GLOBAL_LIMITER",
     "GLOBAL_RATE_LIMITER_TIMEOUT",
+    "GOOGLE_DEFAULT_RPM",
     "MATCH_ALL",
     "MATCH_MACHINE_ID",
+    "OPENAI_DEFAULT_RPM",
+    "RATE_CONFIG",
+    "TOKEN_FALLBACK_RATE_LIMIT",
     "GlobalRateLimiter",
     "RateLimitStatus",
     "RedisUnavailableError",
