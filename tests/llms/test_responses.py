@@ -133,3 +133,19 @@ async def test_tool_history_and_tools_in_the_responses_shape(replay: ReplayServe
     with pytest.raises(ValueError, match="longer than 64"):
         await _model(replay).call(history[:2])
     assert len(replay.requests_for(CHAINED)) == 1
+
+
+async def test_empty_tools_keep_the_response_id_on_the_message(replay: ReplayServer) -> None:
+    from aviary.core import ToolRequestMessage
+
+    result = await _model(replay, "openai-responses-e7feff").call_single(
+        [
+            Message(role="system", content="Respond with single words."),
+            Message(content="What color is the sky?"),
+        ],
+        tools=[],
+    )
+    (message,) = result.messages
+    assert isinstance(message, ToolRequestMessage)
+    assert message.tool_calls == []
+    assert message.info["response_id"] == result.response_id

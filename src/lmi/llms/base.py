@@ -342,7 +342,7 @@ class LLMModel(ABC, BaseModel):
             notify = TextNotifier(cbs) if cbs else None
             refresh = cache_mode == "refresh"
             results = await cache.call(key, complete, prompt=prompt, refresh=refresh, notify=notify)
-        if tools is not None:
+        if tools is not None and getattr(self, "tool_parser", None) is None:
             _as_tool_requests(results)
         for result in results:
             if name is not None:
@@ -462,7 +462,7 @@ def _as_tool_requests(results: list[LLMResult]) -> None:
         for index, message in enumerate(result.messages or ()):
             if type(message) is aviary.Message and message.role == "assistant":
                 result.messages[index] = aviary.ToolRequestMessage(  # type: ignore[index]
-                    content=message.content, tool_calls=[]
+                    content=message.content, tool_calls=[], info=message.info
                 )
 
 
