@@ -246,3 +246,14 @@ async def test_acompletion_with_a_spec_is_one_request_to_it(replay: ReplayServer
     replay.clear()
     (result,) = await llm.acompletion(QUESTION, spec=spec)
     assert result.text == recorded(PLAIN)["body"]["choices"][0]["message"]["content"]
+
+
+def test_normalised_config_with_a_provider_key_builds_again_and_strays_are_refused() -> None:
+    flat = LiteLLMModel(config={"name": "vertex_ai/gemini-2.0-flash", "vertex_project": "p1"})
+    again = LiteLLMModel(config=flat.config)
+    assert again.settings.chain[0].params["vertex_project"] == "p1"
+    router = {"model_list": [{"model_name": "m", "litellm_params": {"model": "gpt-4o-mini"}}]}
+    with pytest.raises(ValidationError, match="vertex_project"):
+        LiteLLMModel(config={**router, "vertex_project": "p1"})  # beside a model_list it names nothing
+    with pytest.raises(ValidationError):
+        LiteLLMModel(config=None)  # type: ignore[arg-type]

@@ -22,7 +22,14 @@ from pydantic import BaseModel, ValidationError
 from lmi import LiteLLMModel, LLMResult
 from lmi.exceptions import ConfigurationError, JSONSchemaValidationError, RateLimitTimeout
 from lmi.llms.base import output_type_request, strip_fences, validate_output
-from lmi.llms.config import COMPLETION_PARAMS, RETRY_KEYS, ROUTER_KEYS, TOP_LEVEL_KEYS, parse_settings
+from lmi.llms.config import (
+    COMPLETION_PARAMS,
+    FHLMI_KEYS,
+    RETRY_KEYS,
+    ROUTER_KEYS,
+    TOP_LEVEL_KEYS,
+    parse_settings,
+)
 from lmi.rate_limiter import GlobalRateLimiter
 
 # Derandomized: the same examples on every run, so CI never fails on a fresh draw; raise max_examples
@@ -102,7 +109,8 @@ def test_numeric_options_work_or_name_the_value(option: str, value: Any, in_rout
 def test_unknown_structural_keys_are_refused_by_name(key: str, where: str) -> None:
     known = {
         "router": ROUTER_KEYS,
-        "model_list": TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"},
+        # beside a model_list, completion parameters and fhlmi's keys are accepted too (its normalised shape)
+        "model_list": TOP_LEVEL_KEYS | RETRY_KEYS | {"timeout"} | COMPLETION_PARAMS | FHLMI_KEYS,
         "entry": frozenset({"model_name", "litellm_params", "model_info"}),
     }[where]
     if key in known:

@@ -319,7 +319,15 @@ def parse_settings(name: str | None, config: Mapping[str, Any]) -> ModelSettings
     transport = _transport(config.get("transport", "auto"), "config")
     if "model_list" in config:
         # Completion parameters beside a model_list (as in fhlmi's normalised config) apply to every
-        # deployment that does not set them itself.
+        # deployment that does not set them itself. Other keys there are refused, unless the first
+        # entry holds the same value: the normalised form of a flat config with a provider's own key.
+        first = (
+            config["model_list"][0] if isinstance(config["model_list"], list) and config["model_list"] else {}
+        )
+        mirrored = first.get("litellm_params") if isinstance(first, Mapping) else None
+        mirrored = mirrored if isinstance(mirrored, Mapping) else {}
+        own = {k: v for k, v in config.items() if not (k in mirrored and mirrored[k] == v)}
+        check_keys(own, TOP_LEVEL_KEYS | RETRY_KEYS | FHLMI_KEYS | KNOWN_PARAMS, "config")
         check_params(config, "config", also_known=TOP_LEVEL_KEYS | RETRY_KEYS | FHLMI_KEYS)
         shared = {k: v for k, v in config.items() if _is_sent(k) and v is not None}
         deployments = {

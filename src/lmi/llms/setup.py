@@ -23,9 +23,7 @@ def prepare(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    config = data.get("config")
-    if config is None:
-        config = {}
+    config = data.get("config", {})  # an explicit None is refused by validation, as any non-dict is
     if isinstance(config, Mapping):
         config = dict(config)
         nested = config.pop("config", None)
