@@ -71,6 +71,9 @@ def input_items(messages: Sequence[Any]) -> list[dict[str, Any]]:
     ids = _call_ids(messages)
     items: list[dict[str, Any]] = []
     for message in messages:
+        if type(message) is dict:  # a plain role and text (see lmi.llms.base.normalize_messages)
+            items.append({"type": "message", "role": message["role"], "content": message["content"]})
+            continue
         tool_call_id = getattr(message, "tool_call_id", None)
         if tool_call_id:
             output = message.content if isinstance(message.content, str) else json.dumps(message.content)
