@@ -257,3 +257,50 @@ def test_normalised_config_with_a_provider_key_builds_again_and_strays_are_refus
         LiteLLMModel(config={**router, "vertex_project": "p1"})  # beside a model_list it names nothing
     with pytest.raises(ValidationError):
         LiteLLMModel(config=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_refusals_and_choice_parsers_look_the_same_on_both_transports(
+    replay: ReplayServer, transport: str
+) -> None:
+    body = recorded(PLAIN)["body"]
+    base = replay.openai_base(PLAIN)
+    replay.inject(PLAIN, Fault(status=200, body=_refusal_body(), times=1))
+    llm = LiteLLMModel(config={"name": "gpt-4o-mini", "api_base": base, "transport": transport})
+    with pytest.raises(AllModelsExhaustedError) as raised:
+        await llm.call_single(QUESTION)
+    response = raised.value.last_exc.response  # type: ignore[union-attr]
+    assert isinstance(response, litellm.ModelResponse)
+    assert response.id == body["id"]
+    assert response.choices[0].finish_reason == "content_filter"
+    assert response.choices[0].message.content == body["choices"][0]["message"]["content"]
+    assert response.usage.prompt_tokens == body["usage"]["prompt_tokens"]
+
+    seen: list[Any] = []
+
+    def from_choice(choice, tools):  # type: ignore[no-untyped-def]
+        seen.append(choice)
+        return Message(role="assistant", content="parsed")
+
+    parsed = LiteLLMModel(
+        config={"name": "gpt-4o-mini", "api_base": base, "transport": transport}, tool_parser=from_choice
+    )
+    result = await parsed.call_single(QUESTION)
+    (choice,) = seen
+    assert isinstance(choice, litellm.Choices)
+    assert (choice.index, choice.finish_reason) == (0, body["choices"][0]["finish_reason"])
+    assert choice.message.content == body["choices"][0]["message"]["content"]
+    assert result.messages == [Message(role="assistant", content="parsed")]
+
+
+async def test_a_pickled_model_with_a_cache_and_a_transport_calls_again(
+    replay: ReplayServer, tmp_path: Any
+) -> None:
+    base = replay.openai_base(PLAIN)
+    config = {"name": "gpt-4o-mini", "api_base": base, "transport": "native", "cache": str(tmp_path / "c.db")}
+    llm = LiteLLMModel(config=config)
+    first = await llm.call_single(QUESTION)
+    copy = pickle.loads(pickle.dumps(llm))
+    again = await copy.call_single(QUESTION)
+    assert (again.text, again.cache_hit) == (first.text, True)  # the copy reads the same cache file
+    assert len(replay.requests_for(PLAIN)) == 1
