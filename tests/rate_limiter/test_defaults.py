@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import limits
+import pytest
 
 from lmi.rate_limiter import GLOBAL_RATE_LIMITER_TIMEOUT, MATCH_ALL, MATCH_MACHINE_ID, GlobalRateLimiter
 
@@ -44,3 +46,33 @@ def test_importing_the_package_does_not_import_limits() -> None:
     code = "import sys, lmi.rate_limiter; print('limits' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_match_all_limits_each_key_of_its_namespace_on_its_own() -> None:
+    limiter = GlobalRateLimiter(rate_config={("client", MATCH_ALL): "2/minute"}, use_in_memory=True)
+    released: list[str] = []
+    for key in ("model-a", "model-a", "model-b", "model-b"):
+        await limiter.try_acquire(("client", key), acquire_timeout=0.5)
+        released.append(key)
+    assert released == ["model-a", "model-a", "model-b", "model-b"]  # two each: separate windows
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(("client", "model-a"), acquire_timeout=0.2)
+    assert time.monotonic() - started < 5  # the third in a minute is refused, within its timeout
+    await limiter.try_acquire(("client|request", "model-a"), acquire_timeout=0.1)  # other namespace: free
+    limiter.rate_config[("client", "model-c")] = "1/minute"  # an exact entry wins over MATCH_ALL
+    await limiter.try_acquire(("client", "model-c"), acquire_timeout=0.1)
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(("client", "model-c"), acquire_timeout=0.1)
+
+
+async def test_fhlmis_keyword_arguments() -> None:
+    limiter = GlobalRateLimiter(use_in_memory=True)
+    assert GlobalRateLimiter.WAIT_INCREMENT == 0.01
+    with pytest.raises(ValueError, match="never fit"):
+        await limiter.try_acquire(("client", "m"), "5/minute", weight=6, raise_impossible_limits=True)
+    with pytest.raises(TimeoutError):  # lmi's own answer to an impossible weight, at once
+        await limiter.try_acquire(("client", "m"), "5/minute", weight=6, acquire_timeout=30)
+    await limiter.try_acquire(
+        ("client", "m"), "5/minute", weight=5, machine_id=3, raise_impossible_limits=True
+    )

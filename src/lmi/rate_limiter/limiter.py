@@ -9,7 +9,7 @@ import math
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, NoReturn, TypedDict, TypeVar
+from typing import TYPE_CHECKING, ClassVar, NoReturn, TypedDict, TypeVar
 
 from lmi.exceptions import RateLimitTimeout, RedisUnavailableError
 from lmi.rate_limiter.backend import Backend, WindowState
@@ -20,6 +20,7 @@ from lmi.rate_limiter.concurrency import (
     RedisLeases,
     check_concurrency,
 )
+from lmi.rate_limiter.defaults import MATCH_ALL
 from lmi.rate_limiter.memory import MemoryBackend
 from lmi.rate_limiter.parsing import (
     RateConfig,
@@ -86,6 +87,8 @@ class GlobalRateLimiter:
             :class:`RedisUnavailableError` within ``redis_timeout``.
         redis_timeout: seconds one Redis round trip (connect included) may take.
     """
+
+    WAIT_INCREMENT: ClassVar[float] = 0.01  # fhlmi's polling step, kept for code that reads it; we never poll
 
     def __init__(
         self,
@@ -163,9 +166,13 @@ class GlobalRateLimiter:
         if rate_limit is None:
             if type(namespace_and_key) is not tuple:
                 namespace_and_key = tuple(namespace_and_key)  # type: ignore[assignment]
-            rate_limit = self.rate_config.get(namespace_and_key)
+            config = self.rate_config
+            rate_limit = config.get(namespace_and_key)
             if rate_limit is None:
-                return None
+                # (namespace, MATCH_ALL): one limit for each key of the namespace (fhlmi's lookup)
+                rate_limit = config.get((namespace_and_key[0], MATCH_ALL)) if config else None  # type: ignore[arg-type]
+                if rate_limit is None:
+                    return None
         return parse_rate_limit(rate_limit)
 
     def limit_for(
@@ -183,11 +190,17 @@ class GlobalRateLimiter:
         rate_limit: str | RateLimitItem | None = None,
         weight: float = 1,
         acquire_timeout: float | None = None,
+        *,
+        machine_id: int = 0,
+        raise_impossible_limits: bool = False,
     ) -> float:
         """Wait until ``weight`` units fit in the key's window, then count them from the moment of return.
 
-        ``rate_limit`` overrides :attr:`rate_config`; with neither, returns at once. Waiters are served
-        first come, first served (also across processes sharing Redis) and sleep until their turn.
+        ``rate_limit`` overrides :attr:`rate_config` (an exact ``(namespace, key)`` entry, else
+        ``(namespace, MATCH_ALL)``: that limit for each key); with neither, returns at once. Waiters are
+        served first come, first served (also across processes sharing Redis) and sleep until their turn.
+        ``machine_id`` is accepted for fhlmi's signature and unused. ``raise_impossible_limits``: a weight
+        the limit can never hold raises ``ValueError`` (fhlmi's) instead of :class:`RateLimitTimeout`.
 
         Returns the Unix time (store clock) from which the units count; pass it as ``charged_at`` to
         :meth:`adjust` to settle this charge. :meth:`reserve` does the same and returns a handle that
@@ -202,6 +215,13 @@ class GlobalRateLimiter:
             RedisUnavailableError: Redis did not answer within ``redis_timeout`` (unless
                 ``fallback_to_memory``).
         """
+        if raise_impossible_limits:
+            spec = self._spec_for(namespace_and_key, rate_limit)
+            if spec is not None and whole_weight(weight) > spec.amount:
+                raise ValueError(
+                    f"Rate limit {namespace_and_key}: weight {weight} can never fit in {spec.amount} "
+                    f"per {spec.multiples} {spec.granularity}(s)"
+                )
         return (await self.reserve(namespace_and_key, rate_limit, weight, acquire_timeout)).at
 
     async def reserve(
