@@ -8,10 +8,13 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from lmi.rate_limiter import GlobalRateLimiter
+
+MakeLimiter = Callable[..., GlobalRateLimiter]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -108,3 +111,22 @@ def pause(server: RedisServer) -> None:
 
 def resume(server: RedisServer) -> None:
     server._process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
+    """Builds limiters on each store (memory, then the session's Redis), closed after the test."""
+    made: list[GlobalRateLimiter] = []
+
+    def make(**kwargs: object) -> GlobalRateLimiter:
+        if request.param == "redis":
+            limiter = GlobalRateLimiter(redis_url=request.getfixturevalue("redis_url"), **kwargs)  # type: ignore[arg-type]
+        else:
+            limiter = GlobalRateLimiter(use_in_memory=True, **kwargs)  # type: ignore[arg-type]
+        assert limiter.storage == request.param
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.aclose()

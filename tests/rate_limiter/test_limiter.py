@@ -5,34 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lmi.exceptions import RateLimitTimeout
-from lmi.rate_limiter import GlobalRateLimiter
+from tests.rate_limiter.conftest import MakeLimiter
 from tests.rate_limiter.windows import max_in_any_window
 
 KEY = ("client", "openai/gpt-4o")
-MakeLimiter = Callable[..., GlobalRateLimiter]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def make_limiter(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    made: list[GlobalRateLimiter] = []
-
-    def make(**kwargs: object) -> GlobalRateLimiter:
-        if request.param == "redis":
-            limiter = GlobalRateLimiter(redis_url=request.getfixturevalue("redis_url"), **kwargs)  # type: ignore[arg-type]
-        else:
-            limiter = GlobalRateLimiter(use_in_memory=True, **kwargs)  # type: ignore[arg-type]
-        assert limiter.storage == request.param
-        made.append(limiter)
-        return limiter
-
-    yield make
-    for limiter in made:
-        await limiter.aclose()
 
 
 async def test_waits_until_the_window_has_room(make_limiter: MakeLimiter) -> None:

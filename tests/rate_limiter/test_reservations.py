@@ -5,34 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter import GlobalRateLimiter, RedisUnavailableError
-from tests.rate_limiter.conftest import RedisServer, pause, resume
+from tests.rate_limiter.conftest import MakeLimiter, RedisServer, pause, resume
 from tests.rate_limiter.windows import max_in_any_window
 
 KEY = ("client", "openai/gpt-4o")
-MakeLimiter = Callable[..., GlobalRateLimiter]
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def make_limiter(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    made: list[GlobalRateLimiter] = []
-
-    def make(**kwargs: object) -> GlobalRateLimiter:
-        if request.param == "redis":
-            limiter = GlobalRateLimiter(redis_url=request.getfixturevalue("redis_url"), **kwargs)  # type: ignore[arg-type]
-        else:
-            limiter = GlobalRateLimiter(use_in_memory=True, **kwargs)  # type: ignore[arg-type]
-        made.append(limiter)
-        return limiter
-
-    yield make
-    for limiter in made:
-        await limiter.aclose()
 
 
 async def _used(limiter: GlobalRateLimiter, key: tuple[str, str] = KEY) -> int:
