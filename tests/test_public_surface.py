@@ -233,3 +233,16 @@ def test_star_import_of_the_rate_limiter_has_fhlmis_names() -> None:
     namespace: dict[str, object] = {}
     exec("from lmi.rate_limiter import *", namespace)
     assert {"RATE_CONFIG", "GLOBAL_LIMITER", "GlobalRateLimiter", "MATCH_ALL"} <= set(namespace)
+
+
+def test_public_submodules_are_attributes_after_a_bare_import() -> None:
+    code = (
+        "import lmi\n"
+        "print(lmi.config.LLMConfig.__name__, lmi.utils.configure_llm_logs.__name__)\n"
+        "print(sorted(n for n in ('config', 'utils', 'llms') if n in dir(lmi)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == [
+        "LLMConfig configure_llm_logs LiteLLMModel",
+        "['config', 'llms', 'utils']",
+    ]

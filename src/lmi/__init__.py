@@ -140,9 +140,20 @@ __all__ = [
 ]
 
 
+# Public submodules, reachable as attributes after a bare ``import lmi`` (fhlmi imports them eagerly).
+_SUBMODULES = frozenset(
+    {
+        "config", "constants", "cost_tracker", "embeddings", "exceptions", "llms", "rate_limiter", "retry",
+        "types", "utils", "version",
+    }
+)  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"lmi.{name}")  # the import binds it as an attribute
         raise AttributeError(f"module 'lmi' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
@@ -150,4 +161,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
