@@ -238,3 +238,24 @@ async def test_select_tool_uses_the_primary_model(replay: ReplayServer) -> None:
     assert selected.tool_calls[0].id == exchange["body"]["choices"][0]["message"]["tool_calls"][0]["id"]
     assert selected.tool_calls[0].function.arguments == {"x": 8}
     assert replay.requests_for(name)[0].body["model"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize(
+    ("model", "tool_role"), [("openai/gemini-3-pro-preview", "user"), ("gpt-4o-mini", "tool")]
+)
+async def test_gemini_3_receives_tool_responses_as_user_turns(
+    replay: ReplayServer, model: str, tool_role: str
+) -> None:
+    from aviary.core import ToolCall, ToolResponseMessage
+
+    call = ToolCall.from_name("lookup", query="x")
+    history = [
+        Message(content="Look it up."),
+        ToolRequestMessage(content=None, tool_calls=[call]),
+        ToolResponseMessage(content="found", name="lookup", tool_call_id=call.id),
+    ]
+    llm = LiteLLMModel(config={"name": model, "api_base": replay.openai_base(PLAIN)})
+    await llm.call_single(history)
+    sent = replay.requests_for(PLAIN)[0].body["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", tool_role]
+    assert sent[2]["content"] == "found"

@@ -201,6 +201,11 @@ class LiteLLMModel(LLMModel):
     ) -> dict[str, Any]:
         request = {**deployment.params, **kwargs}
         request["messages"] = [_message_dict(m) for m in messages]
+        if "gemini-3" in deployment.model:
+            # as fhlmi: Gemini 3 through litellm takes tool responses as user turns
+            request["messages"] = [
+                {**m, "role": "user"} if m.get("role") == "tool" else m for m in request["messages"]
+            ]
         if "reasoning_effort" in request and str(request.get("model", "")).startswith("openrouter/"):
             # OpenRouter takes the effort inside its own "reasoning" object
             extra_body = dict(request.get("extra_body") or {})
