@@ -76,3 +76,25 @@ async def test_fhlmis_keyword_arguments() -> None:
     await limiter.try_acquire(
         ("client", "m"), "5/minute", weight=5, machine_id=3, raise_impossible_limits=True
     )
+
+
+async def test_web_keys_count_per_host_and_machine() -> None:
+    limiter = GlobalRateLimiter(
+        rate_config={
+            ("get", "api.crossref.org"): "2/minute",
+            (f"get|{MATCH_MACHINE_ID}", MATCH_ALL): "1/minute",
+        },
+        use_in_memory=True,
+    )
+    for _ in range(2):  # one host's limit, whatever the path or query
+        await limiter.try_acquire(("get", "https://api.crossref.org/works?query=a"), acquire_timeout=0.1)
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(("get", "https://api.crossref.org/members"), acquire_timeout=0.1)
+    await limiter.try_acquire(("get", "https://api.crossref.org/works"), machine_id=2, acquire_timeout=0.1)
+    await limiter.try_acquire(("get", "https://example.org/a"), acquire_timeout=0.1)  # the machine-wide rule
+    with pytest.raises(TimeoutError):
+        await limiter.try_acquire(("get", "example.org"), acquire_timeout=0.1)
+    status = await limiter.rate_limit_status()
+    assert status[("get|0", "api.crossref.org")]["n_items_in_period"] == 2
+    assert status[("get|2", "api.crossref.org")]["n_items_in_period"] == 1
+    assert status[("get|0", "example.org")]["n_items_in_period"] == 1

@@ -34,6 +34,7 @@ from lmi.rate_limiter.parsing import (
 )
 from lmi.rate_limiter.redis import RedisBackend
 from lmi.rate_limiter.reservation import Reservation
+from lmi.rate_limiter.web import is_web, web_key
 
 if TYPE_CHECKING:
     from limits import RateLimitItem
@@ -199,8 +200,9 @@ class GlobalRateLimiter:
         ``rate_limit`` overrides :attr:`rate_config` (an exact ``(namespace, key)`` entry, else
         ``(namespace, MATCH_ALL)``: that limit for each key); with neither, returns at once. Waiters are
         served first come, first served (also across processes sharing Redis) and sleep until their turn.
-        ``machine_id`` is accepted for fhlmi's signature and unused. ``raise_impossible_limits``: a weight
-        the limit can never hold raises ``ValueError`` (fhlmi's) instead of :class:`RateLimitTimeout`.
+        A namespace starting with ``get`` counts per host and ``machine_id`` (fhlmi's web keys, see
+        :mod:`lmi.rate_limiter.web`). ``raise_impossible_limits``: a weight the limit can never hold
+        raises ``ValueError`` (fhlmi's) instead of :class:`RateLimitTimeout`.
 
         Returns the Unix time (store clock) from which the units count; pass it as ``charged_at`` to
         :meth:`adjust` to settle this charge. :meth:`reserve` does the same and returns a handle that
@@ -215,6 +217,9 @@ class GlobalRateLimiter:
             RedisUnavailableError: Redis did not answer within ``redis_timeout`` (unless
                 ``fallback_to_memory``).
         """
+        if is_web(namespace_and_key[0]):
+            namespace_and_key, configured = web_key(*namespace_and_key, machine_id, self.rate_config)
+            rate_limit = rate_limit if rate_limit is not None else configured
         if raise_impossible_limits:
             spec = self._spec_for(namespace_and_key, rate_limit)
             if spec is not None and whole_weight(weight) > spec.amount:
