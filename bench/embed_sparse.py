@@ -42,13 +42,13 @@ def documents(count: int, characters: int = 1000, seed: int = 0) -> list[str]:
 
 
 def reference(texts: list[str], ndim: int) -> list[list[float]]:
-    """Per document: tiktoken encode, Counter of ids mod ndim, unit L2 norm."""
+    """Per document: tiktoken encode, Counter of ids mod ndim, over the token count."""
     encoding = cl100k()
     vectors = []
     for text in texts:
-        counts = Counter(token % ndim for token in encoding.encode_ordinary(text))
-        norm = math.sqrt(sum(count * count for count in counts.values()))
-        vectors.append([counts[bucket] / norm if norm else 0.0 for bucket in range(ndim)])
+        tokens = encoding.encode_ordinary(text)
+        counts = Counter(token % ndim for token in tokens)
+        vectors.append([counts[bucket] / len(tokens) if tokens else 0.0 for bucket in range(ndim)])
     return vectors
 
 

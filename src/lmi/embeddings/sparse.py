@@ -24,9 +24,9 @@ INLINE_CHARACTERS = 20_000
 class SparseEmbeddingModel(EmbeddingModel):
     """A bag of cl100k_base tokens hashed into ``ndim`` buckets (token id mod ``ndim``).
 
-    Each vector holds the bucket counts scaled to unit L2 norm, so a dot product between two vectors is
-    their cosine similarity and long documents do not outweigh short ones; an empty string (no tokens)
-    gets the zero vector. Deterministic across processes and machines, needs no network.
+    Each vector holds the bucket counts divided by the text's token count (token frequencies, as fhlmi
+    computes them), so long documents do not outweigh short ones; an empty string (no tokens) gets the
+    zero vector. Deterministic across processes and machines, needs no network.
     """
 
     name: str = "sparse"
@@ -75,8 +75,8 @@ class SparseEmbeddingModel(EmbeddingModel):
         cells = np.repeat(np.arange(len(texts), dtype=np.int64) * self.ndim, lengths) + ids % self.ndim
         counts = np.bincount(cells, minlength=len(texts) * self.ndim).reshape(len(texts), self.ndim)
         vectors = counts.astype(np.float64)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        np.divide(vectors, norms, out=vectors, where=norms > 0)
+        totals = lengths.astype(np.float64)[:, None]
+        np.divide(vectors, totals, out=vectors, where=totals > 0)
         return vectors
 
 
