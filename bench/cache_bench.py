@@ -7,7 +7,8 @@ identical concurrent requests made once.
 hit: each round makes K calls with new prompts through a cached ``LiteLLMModel`` (misses: the loopback
 server of ``_server.py``, in its own process, answers with a recorded response; the answer is stored),
 then the same K calls again (hits). Only this process's CPU is counted (``time.process_time``); the figure
-is the median over rounds of hit CPU / miss CPU. Target ≤ 0.10.
+is the median over rounds of hit CPU / miss CPU. The hits' statistics, which the SQLite store writes
+behind, are written (``store.flush()``) inside the hits' timing. Target ≤ 0.10.
 
 lookup: two SQLite stores, 1,000 and 1,000,000 entries (100-byte values, random keys); each round times
 N lookups of random present keys in each, alternating which goes first. Figure: median ratio 1M / 1k.
@@ -51,6 +52,8 @@ def cached_model(api_base: str, cache: str) -> LiteLLMModel:
 async def hit_vs_miss(rounds: int, calls: int) -> float:
     with server_process() as root, tempfile.TemporaryDirectory() as folder:
         llm = cached_model(f"{root}/{PLAIN_RECORDING}/v1", f"{folder}/bench.db")
+        store = llm.response_cache()
+        assert store is not None
         await llm.call_single("warm up")  # litellm import, connection, SQLite file
         assert (await llm.call_single("warm up")).cache_hit
         misses, hits = [], []
@@ -60,6 +63,8 @@ async def hit_vs_miss(rounds: int, calls: int) -> float:
                 gc.collect()
                 started = time.process_time()
                 results = await asyncio.gather(*(llm.call_single(prompt) for prompt in prompts))
+                if bucket is hits:  # what the hits changed is written behind: its cost is theirs
+                    await store.flush()
                 bucket.append((time.process_time() - started) / calls)
                 assert all(r.cache_hit for r in results) == (bucket is hits)
         return summarize("CPU per call, hit vs loopback miss", hits, misses, "ms", 1e3, ("hit", "miss"))

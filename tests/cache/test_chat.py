@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from aviary.core import Message, Tool, ToolRequestMessage
@@ -15,6 +16,7 @@ from lmi import GLOBAL_COST_TRACKER, JSONSchemaValidationError, LiteLLMModel, en
 from lmi.cache import open_cache
 from lmi.cost import enable_cost_ledger
 from lmi.rate_limiter import GLOBAL_LIMITER
+from lmi.types import set_llm_session_ids
 from tests.llms.helpers import recorded
 from tests.replay import Fault, ReplayServer
 
@@ -65,6 +67,18 @@ async def test_second_identical_call_is_a_free_hit(replay: ReplayServer, tmp_pat
     assert hit.model == miss.model
     assert hit.id != miss.id
     assert hit.prompt == UNIVERSE
+
+
+async def test_a_hit_belongs_to_the_session_that_asked(replay: ReplayServer, tmp_path: Path) -> None:
+    llm = model(replay, "openai-chat-634cf7", tmp_path / "c.db")
+    first, second = uuid4(), uuid4()
+    with set_llm_session_ids(first):
+        miss = await llm.call_single(UNIVERSE)
+    with set_llm_session_ids(second):
+        hit = await llm.call_single(UNIVERSE)
+    assert (miss.session_id, hit.session_id) == (first, second)
+    assert hit.cache_hit
+    assert (await llm.call_single(UNIVERSE)).session_id is None
 
 
 async def test_a_hit_returns_all_n_results(replay: ReplayServer, tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 from aviary.core import Message, Tool
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lmi import LiteLLMModel
-from lmi.cache.keys import UncacheableRequest, chat_key, embedding_key, embedding_key_prefix
+from lmi.cache.keys import ChatKeys, UncacheableRequest, chat_key, embedding_key, embedding_key_prefix
 
 MESSAGES = [{"role": "user", "content": "What is the meaning of the universe?"}]
 BASE = {"model": "gpt-4o-mini", "temperature": 0.0}
@@ -163,3 +165,37 @@ def test_keys_are_the_same_in_another_process_with_another_hash_seed() -> None:
             check=True,
         ).stdout.strip()
         assert out == here
+
+
+_VALUES = st.none() | st.booleans() | st.integers(-3, 3) | st.floats(0, 2) | st.text(max_size=3)
+_PARAMS = st.dictionaries(
+    st.sampled_from(["temperature", "n", "seed", "stop", "api_key", "timeout", "max_tokens", "model"]),
+    _VALUES | st.lists(_VALUES, max_size=2),
+    max_size=4,
+)
+_MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "system"])},
+        optional={"content": st.text(max_size=5) | st.lists(st.fixed_dictionaries({"text": st.text()}))},
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@given(base=_PARAMS, kwargs=_PARAMS, messages=_MESSAGES)
+def test_a_models_keys_with_call_overrides_are_the_documented_digest(
+    base: dict[str, object], kwargs: dict[str, object], messages: list[dict[str, object]]
+) -> None:
+    """The per-model key builder (parameters made canonical once) against the documented document."""
+    request = {"model": "gpt-4o-mini", **base, **kwargs}
+    model = request.pop("model")
+    params = {
+        name: value
+        for name, value in request.items()
+        if value is not None and name not in {"api_key", "timeout"} and not (name == "n" and value == 1)
+    }
+    document = {"kind": "chat", "v": 1, "model": str(model), "params": params, "messages": messages}
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = hashlib.sha256(text.encode()).hexdigest()
+    assert ChatKeys({"model": "gpt-4o-mini", **base}).key(kwargs, messages) == expected

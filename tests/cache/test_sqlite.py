@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -199,3 +200,67 @@ async def test_many_processes_write_one_file(tmp_path: Path) -> None:
 async def test_one_store_per_location(tmp_path: Path) -> None:
     assert open_cache(tmp_path / "x.db") is open_cache(f"sqlite:///{tmp_path}/x.db")
     assert open_cache(tmp_path / "x.db") is not open_cache(str(tmp_path / "y.db"))
+
+
+def totals_on_disk(path: Path) -> tuple[int, float]:
+    """Hits and USD saved as another process would read them (not through the store)."""
+    connection = sqlite3.connect(path)
+    try:
+        row: tuple[int, float] = connection.execute("SELECT hits, saved_usd FROM totals").fetchone()
+        return row
+    finally:
+        connection.close()
+
+
+async def test_hit_statistics_are_written_behind_within_the_flush_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "FLUSH_SECONDS", 0.05)
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    await store.put(item("a", cost=0.25))
+    written = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    flush = store._flush_logged
+
+    def signalling_flush() -> None:
+        flush()
+        loop.call_soon_threadsafe(written.set)
+
+    monkeypatch.setattr(store, "_flush_logged", signalling_flush)
+    assert await store.get("a") is not None
+    assert await store.get_many(["a", "missing"]) != {}
+    assert totals_on_disk(store.path) == (0, 0.0)  # not yet: written behind
+    await asyncio.wait_for(written.wait(), timeout=10)
+    assert totals_on_disk(store.path) == (2, pytest.approx(0.5))
+
+
+async def test_a_lookup_reads_on_the_calling_thread(tmp_path: Path) -> None:
+    """Hits need no hop to the store's thread (the thread only writes, and reads big batches)."""
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    await store.put(item("a"))
+    store._executor.shutdown()  # type: ignore[union-attr]  # any job sent to it now fails
+    assert (await store.get("a")) is not None
+    assert set(await store.get_many(["a", "b"])) == {"a"}
+    with pytest.raises(RuntimeError, match="shutdown"):
+        await store.stats()
+
+
+def test_hit_statistics_reach_the_file_at_exit(tmp_path: Path) -> None:
+    """A process that forgets its store (no aclose) still writes its hits and last-use times at exit."""
+    path = tmp_path / "c.db"
+    code = (
+        "import asyncio, sys\nfrom pathlib import Path\nfrom lmi.cache.sqlite import SQLiteStore\n"
+        "from lmi.cache.store import Item\n"
+        "async def main():\n"
+        "    store = SQLiteStore(Path(sys.argv[1]), max_bytes=None, ttl_seconds=None)\n"
+        "    await store.put(Item('a', b'v', 0.5, 'chat', 'm'))\n"
+        "    for _ in range(3):\n"
+        "        assert await store.get('a') is not None\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], env={"PYTHONPATH": str(SRC)}, check=True)
+    assert totals_on_disk(path) == (3, pytest.approx(1.5))
+    connection = sqlite3.connect(path)
+    created, used = connection.execute("SELECT created_at, used_at FROM entries").fetchone()
+    connection.close()
+    assert used > created

@@ -19,21 +19,28 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic_core import from_json
 
 from lmi._lazy import aviary_core
 from lmi.cache.store import NO_LEASE, CacheStore, Entry, Item, Lease
 from lmi.types import Deferred, LLMResult
 
+if TYPE_CHECKING:
+    from lmi.cost.tracker import CostTracker
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-# Fields that describe this call rather than the answer: set afresh on every hit.
-_PER_CALL_FIELDS = frozenset(
-    {"id", "name", "prompt", "date", "seconds_to_first_token", "seconds_to_last_token", "cache_hit",
-     "cost_saved"}
+# Fields that describe this call rather than the answer: set afresh on every hit (and not stored).
+_PER_CALL_FIELDS: Final = frozenset(
+    {"id", "session_id", "name", "prompt", "date", "seconds_to_first_token", "seconds_to_last_token",
+     "cache_hit", "cost_saved"}
 )  # fmt: skip
+_NOT_STORED: Final = set(_PER_CALL_FIELDS)
 _INCOMPLETE_FINISH = frozenset({None, "error"})
+_validate: Callable[[dict[str, Any]], LLMResult] = LLMResult.__pydantic_validator__.validate_python
 
 
 class _LeaderCancelled(Exception):
@@ -46,53 +53,61 @@ def storable(results: Sequence[LLMResult]) -> bool:
 
 
 def encode_results(results: Sequence[LLMResult]) -> bytes:
-    rows = [result.model_dump(mode="json", exclude=set(_PER_CALL_FIELDS)) for result in results]
+    """The results as stored: fields at their defaults are left out (a hit has fewer to read)."""
+    rows = [result.model_dump(mode="json", exclude=_NOT_STORED, exclude_defaults=True) for result in results]
     return json.dumps({"v": FORMAT_VERSION, "results": rows}, separators=(",", ":")).encode()
 
 
-@cache
-def _result_fields() -> frozenset[str]:
-    return frozenset(LLMResult.model_fields) - _PER_CALL_FIELDS
-
-
-def _message(data: dict[str, Any]) -> Any:
+def _messages(rows: list[dict[str, Any]]) -> list[Any]:
     aviary = aviary_core()
-    if data.get("tool_calls"):
-        return aviary.ToolRequestMessage.model_validate(data)
-    return aviary.Message.model_validate(data)
+    return [
+        (aviary.ToolRequestMessage if row.get("tool_calls") else aviary.Message).model_validate(row)
+        for row in rows
+    ]
+
+
+@cache
+def _cost_tracker() -> CostTracker:
+    from lmi.cost import GLOBAL_COST_TRACKER
+
+    return GLOBAL_COST_TRACKER
+
+
+@cache
+def _aviary_prompt() -> Callable[[list[Any]], list[Any]]:
+    from lmi.llms.results import _aviary_prompt
+
+    return _aviary_prompt
 
 
 def decode_results(value: bytes, prompt: list[Any] | None, elapsed: float) -> list[LLMResult]:
-    """Stored results as this call's hits: fresh ids and times, cost 0, the stored cost as saved."""
-    data = json.loads(value)
+    """Stored results as this call's hits: fresh ids and times, cost 0, the stored cost as saved.
+
+    Messages (aviary's, which import litellm) are built when first read, as on a miss.
+    """
+    data = from_json(value)
     if data.get("v") != FORMAT_VERSION:
         raise ValueError(f"entry format {data.get('v')!r}, expected {FORMAT_VERSION}")
-    fields = _result_fields()
-    deferred_prompt: Any = None
+    deferred_prompt: Deferred | None = None
     if prompt and any(type(m) is dict for m in prompt):  # plain messages: aviary ones when first read
-        from lmi.llms.results import _aviary_prompt
-
-        deferred_prompt = Deferred(partial(_aviary_prompt, prompt), prompt)
+        deferred_prompt = Deferred(partial(_aviary_prompt(), prompt), prompt)
     results = []
     for row in data["results"]:
-        kept = {key: value for key, value in row.items() if key in fields}
-        saved = float(kept.pop("cost", 0.0) or 0.0)
-        messages = kept.pop("messages", None)
-        results.append(
-            LLMResult(
-                **kept,
-                messages=None if messages is None else [_message(m) for m in messages],
-                prompt=prompt if deferred_prompt is None else None,
-                cost=0.0,
-                cost_saved=saved,
-                cache_hit=True,
-                seconds_to_first_token=elapsed,
-                seconds_to_last_token=elapsed,
-            )
-        )
+        for field in _PER_CALL_FIELDS.intersection(row):  # entries stored before a field was per call
+            del row[field]
+        row["cost_saved"] = float(row.pop("cost", 0.0) or 0.0)
+        messages = row.pop("messages", None)
+        row["prompt"] = prompt if deferred_prompt is None else None
+        row["cache_hit"] = True
+        row["seconds_to_first_token"] = row["seconds_to_last_token"] = elapsed
+        result = _validate(row)
+        fields = result.__dict__
+        if messages is not None:
+            fields["messages"] = Deferred(partial(_messages, messages), messages)
+            result.__pydantic_fields_set__.add("messages")
         if deferred_prompt is not None:
-            results[-1].__dict__["prompt"] = deferred_prompt
-            results[-1].__pydantic_fields_set__.add("prompt")
+            fields["prompt"] = deferred_prompt
+        results.append(result)
     return results
 
 
@@ -120,6 +135,11 @@ class ChatCache:
         notify: Callable[[str], Awaitable[None]] | None = None,
     ) -> list[LLMResult]:
         started = time.perf_counter()
+        if not refresh:  # the common case first: a hit needs nothing else
+            entry = await self.store.get(key)
+            hit = None if entry is None else self._hit(entry, prompt, started)
+            if hit is not None:
+                return await self._deliver(hit, notify)
         flights = self._flights.setdefault(asyncio.get_running_loop(), {})
         while not refresh:
             entry = await self.store.get(key)
@@ -199,9 +219,7 @@ class ChatCache:
             logger.warning("Ignoring a response cache entry this lmi cannot read: %s", exc)
             return None
         if results:
-            from lmi.cost import GLOBAL_COST_TRACKER
-
-            GLOBAL_COST_TRACKER.record_cache_hit(results[0].model, entry.cost_usd)
+            _cost_tracker().record_cache_hit(results[0].model, entry.cost_usd)
         return results
 
     @staticmethod

@@ -84,22 +84,74 @@ def answer_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
+_ENCODE: Final = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
 def digest(document: Mapping[str, Any]) -> str:
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(_ENCODE(document).encode()).hexdigest()
+
+
+def _plain_messages(messages: list[Any]) -> bool:
+    """Messages that are already canonical: dicts of text (the common prompt), nothing to convert."""
+    for message in messages:
+        if type(message) is not dict:
+            return False
+        for name, value in message.items():
+            if type(name) is not str or type(value) is not str:
+                return False
+    return True
+
+
+class ChatKeys:
+    """The keys of one model's chat requests; its own parameters (``request``) are made canonical once.
+
+    The canonical document is written in its sorted order, so the key is :func:`digest` of the document
+    of the module's docstring without building it: ``{"kind":"chat","messages":…,"model":…,"params":…,
+    "v":1}``.
+    """
+
+    __slots__ = ("_model", "_params", "_tail")
+
+    def __init__(self, request: Mapping[str, Any]) -> None:
+        self._model = str(request.get("model", ""))
+        self._params = answer_params({k: v for k, v in request.items() if k != "model"})
+        self._tail = self._tail_of(self._params)
+
+    def _tail_of(self, params: dict[str, Any]) -> bytes:
+        return f',"model":{_ENCODE(self._model)},"params":{_ENCODE(params)},"v":{KEY_VERSION}}}'.encode()
+
+    def key(self, kwargs: Mapping[str, Any], messages: list[Any]) -> str:
+        """The key of asking ``messages`` with this model's parameters overridden by ``kwargs``."""
+        if not kwargs:
+            tail = self._tail
+        elif "model" in kwargs:
+            return ChatKeys({**self._params, **kwargs}).key({}, messages)
+        else:
+            params = dict(self._params)
+            for name, value in kwargs.items():
+                if name in IGNORED_PARAMS or _SECRET_NAME.search(name):
+                    continue
+                if value is None:
+                    params.pop(name, None)
+                else:
+                    params[name] = _canonical(value, f"parameter {name!r}")
+            if params.get("n") == 1:
+                del params["n"]
+            tail = self._tail if params == self._params else self._tail_of(params)  # e.g. n=1
+        if not _plain_messages(messages):
+            messages = _canonical(messages, "messages")
+        text = _ENCODE(messages).encode()
+        hashed = hashlib.sha256(b'{"kind":"chat","messages":')
+        hashed.update(text)
+        hashed.update(tail)
+        return hashed.hexdigest()
 
 
 def chat_key(request: Mapping[str, Any], messages: list[Any]) -> str:
     """The key of a chat request: ``request`` holds ``model`` and the parameters, ``messages`` the prompt."""
-    return digest(
-        {
-            "kind": "chat",
-            "v": KEY_VERSION,
-            "model": str(request.get("model", "")),
-            "params": answer_params({k: v for k, v in request.items() if k != "model"}),
-            "messages": _canonical(messages, "messages"),
-        }
-    )
+    return ChatKeys(request).key({}, messages)
 
 
 def embedding_key_prefix(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,6 +171,7 @@ def embedding_key(prefix: Mapping[str, Any], text: str) -> str:
 __all__ = [
     "IGNORED_PARAMS",
     "KEY_VERSION",
+    "ChatKeys",
     "UncacheableRequest",
     "answer_params",
     "chat_key",

@@ -5,13 +5,21 @@ gets its answer: a process killed with ``kill -9`` keeps every answer it receive
 for writers. Entry count and bytes are kept by triggers in a one-row table, so the size cap costs no scan;
 past the cap the least recently used entries go, in the transaction that stored the new one.
 
-All SQLite work runs on one thread per store (per process), off the event loop; a call waits for its
-lookup or its write, never for another process's transaction on the loop's thread.
+A lookup of a few keys reads on the caller's thread (a few microseconds: WAL readers take no lock and
+never wait; if SQLite says busy, the lookup goes to the store's thread). Writes run on one thread per
+store (per process), off the event loop. What a hit changes (the entry's last-used time, the hit count
+and USD saved, and the removal of an entry found expired) is written behind (:class:`_Uses`): in one
+transaction at most a second later, before this process stores an entry (so eviction sees its hits),
+before ``stats()``, at ``aclose()`` and at interpreter exit. A process killed with ``kill -9`` so loses at
+most its last second of hit statistics, never an answer; other processes see its hits up to a second
+late (least-recently-used order across processes is that approximate).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import os
 import sqlite3
 import threading
@@ -26,11 +34,16 @@ from lmi.cache.store import CacheStats, CacheStore, Entry, Item
 from lmi.exceptions import ConfigurationError
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 APPLICATION_ID: Final = 0x4C4D4943  # "LMIC": marks the file as an lmi response cache
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_SECONDS: Final = 30.0
 _MAX_VARIABLES: Final = 500  # keys per IN (...) query, well under SQLite's limit
+_KEYS_READ_IN_PLACE: Final = 64  # lookups of more keys go to the store's thread
+FLUSH_SECONDS: Final = 1.0  # what hits changed is written at most this late (while the loop runs)
+_SELECT_ONE: Final = "SELECT key, value, cost_usd, created_at FROM entries WHERE key = ?"
+_SELECT_MANY: Final = "SELECT key, value, cost_usd, created_at FROM entries WHERE key IN"
 _SCHEMA: Final = (
     """CREATE TABLE entries (
         key TEXT NOT NULL UNIQUE,
@@ -85,6 +98,28 @@ def check_writable(path: Path) -> None:
         raise ConfigurationError(f"Response cache {path} is not writable ({target} refuses writes)")
 
 
+class _Uses:
+    """What hits changed and is not written yet (see the module's docstring), taken whole by a flush."""
+
+    __slots__ = ("expired", "hits", "saved_usd", "touched")
+
+    def __init__(self) -> None:
+        self.touched: dict[str, float] = {}  # key -> when last used
+        self.expired: set[str] = set()
+        self.hits = 0
+        self.saved_usd = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.hits or self.touched or self.expired)
+
+    def merge(self, other: _Uses) -> None:
+        for key, used_at in other.touched.items():
+            self.touched[key] = max(used_at, self.touched.get(key, used_at))
+        self.expired |= other.expired
+        self.hits += other.hits
+        self.saved_usd += other.saved_usd
+
+
 class SQLiteStore(CacheStore):
     def __init__(self, path: Path, *, max_bytes: int | None, ttl_seconds: float | None) -> None:
         self.path = path.expanduser().absolute()
@@ -95,7 +130,11 @@ class SQLiteStore(CacheStore):
         self._lock = threading.Lock()
         self._pid = 0
         self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._connection: sqlite3.Connection | None = None  # the writer, on the store's thread
+        self._readers = threading.local()  # per thread: (pid, connection) for lookups on that thread
+        self._opened = False  # the file was checked (or created) by this process: readers may open it
+        self._uses = _Uses()
+        self._flush_loop: asyncio.AbstractEventLoop | None = None  # where a flush is scheduled, if any
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.location!r})"
@@ -103,14 +142,19 @@ class SQLiteStore(CacheStore):
     # -- running SQLite work off the event loop ---------------------------------------------------------
 
     def _run(self, job: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        if self._pid != os.getpid():  # a forked child: the parent's thread and connection are not ours
+        self._check_pid()
+        assert self._executor is not None
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._guarded, job, *args)
+
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():  # a forked child: the parent's thread, connection, uses are not ours
             with self._lock:
                 if self._pid != os.getpid():
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix="lmi-cache-sqlite")
                     self._connection = None
+                    self._uses = _Uses()
+                    self._flush_loop = None
                     self._pid = os.getpid()
-        assert self._executor is not None
-        return asyncio.get_running_loop().run_in_executor(self._executor, self._guarded, job, *args)
 
     def _guarded(self, job: Callable[..., T], *args: Any) -> T:
         try:
@@ -123,18 +167,69 @@ class SQLiteStore(CacheStore):
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None or self._pid != os.getpid():
             self._connection = open_cache_file(self.path)
+            self._opened = True
         return self._connection
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's read connection (None until the writer has checked the file)."""
+        if self._pid != os.getpid():
+            self._check_pid()
+            return None
+        if not self._opened:
+            return None
+        found: tuple[int, sqlite3.Connection] | None = getattr(self._readers, "connection", None)
+        if found is not None and found[0] == self._pid:
+            return found[1]
+        try:
+            connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA query_only = 1")
+        except sqlite3.Error:
+            return None  # the store's thread will name the problem
+        self._readers.connection = (self._pid, connection)
+        return connection
 
     # -- the store ---------------------------------------------------------------------------------------
 
+    async def get(self, key: str) -> Entry | None:
+        reader = self._reader()
+        if reader is None:
+            return await super().get(key)
+        try:
+            rows = reader.execute(_SELECT_ONE, (key,)).fetchall()
+        except sqlite3.Error:  # busy, or a damaged file: the store's thread waits, or names it
+            return await super().get(key)
+        if not rows:
+            return None
+        _, value, cost, created_at = rows[0]
+        if self.ttl_seconds is not None and created_at < time.time() - self.ttl_seconds:
+            self._note({}, [key], hits=0, saved_usd=0.0)
+            return None
+        self._note_hit(key, cost)
+        return Entry(value, cost)
+
     async def get_many(self, keys: Sequence[str]) -> dict[str, Entry]:
-        return await self._run(self._get_many, list(keys))
+        reader = self._reader() if len(keys) <= _KEYS_READ_IN_PLACE else None
+        try:
+            if reader is None:
+                raise sqlite3.OperationalError("many keys: read on the store's thread")
+            found, expired = self._read(reader, keys)
+        except sqlite3.Error:  # busy, or a damaged file: the store's thread waits, or names it
+            found, expired = await self._run(self._read, list(keys))
+        if found or expired:
+            self._note(found, expired, hits=len(found), saved_usd=sum(e.cost_usd for e in found.values()))
+        return found
 
     async def put_many(self, items: Sequence[Item]) -> None:
         await self._run(self._put_many, list(items))
 
     async def count_hits(self, hits: int, saved_usd: float) -> None:
-        await self._run(_count_hits, hits, saved_usd)
+        self._check_pid()
+        self._note({}, [], hits=hits, saved_usd=saved_usd)
+
+    async def flush(self) -> None:
+        """Write what hits changed now, rather than within the second (see the module's docstring)."""
+        if self._uses:
+            await self._run(self._flush)
 
     async def stats(self) -> CacheStats:
         return await self._run(self.stats_now)
@@ -143,46 +238,108 @@ class SQLiteStore(CacheStore):
         return await self._run(self.clear_now, older_than_seconds)
 
     async def aclose(self) -> None:
-        if self._connection is not None and self._pid == os.getpid():
-            await self._run(lambda connection: connection.close())
+        reader: tuple[int, sqlite3.Connection] | None = getattr(self._readers, "connection", None)
+        if reader is not None:
+            reader[1].close()
+            del self._readers.connection
+        if self._pid == os.getpid() and (self._connection is not None or self._uses):
+            await self._run(self._close)
+
+    # -- hits, written behind ------------------------------------------------------------------------------
+
+    def _note(self, found: dict[str, Entry], expired: list[str], *, hits: int, saved_usd: float) -> None:
+        now = time.time()
+        with self._lock:
+            uses = self._uses
+            if not uses:
+                _hold(self)
+            for key in found:
+                uses.touched[key] = now
+            uses.expired.update(expired)
+            uses.hits += hits
+            uses.saved_usd += saved_usd
+            self._schedule_flush()
+
+    def _note_hit(self, key: str, cost_usd: float) -> None:
+        """``_note`` of one hit, the common case, lean."""
+        now = time.time()
+        with self._lock:
+            uses = self._uses
+            if not uses:
+                _hold(self)
+            uses.touched[key] = now
+            uses.hits += 1
+            uses.saved_usd += cost_usd
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """A flush in a second, unless one is due on a running loop already (under ``_lock``)."""
+        scheduled = self._flush_loop
+        if scheduled is not None and not scheduled.is_closed():
+            return
+        self._flush_loop = loop = asyncio.get_running_loop()
+        loop.call_later(FLUSH_SECONDS, self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        assert self._executor is not None
+        self._executor.submit(self._flush_logged)
+
+    def _flush_logged(self) -> None:
+        try:
+            self._guarded(self._flush)
+        except CacheError:
+            logger.warning("Could not record response cache hits", exc_info=True)
+
+    def _flush(self, connection: sqlite3.Connection) -> None:
+        with self._lock:
+            uses, self._uses, self._flush_loop = self._uses, _Uses(), None
+            _unflushed.discard(self)
+        if not uses:
+            return
+        try:
+            with _transaction(connection):
+                _write_uses(connection, uses, self.ttl_seconds)
+        except BaseException:
+            with self._lock:  # kept for the next flush: statistics are not dropped on a busy moment
+                if not self._uses:
+                    _hold(self)
+                self._uses.merge(uses)
+            raise
+
+    def _close(self, connection: sqlite3.Connection) -> None:
+        try:
+            self._flush(connection)
+        finally:
+            connection.close()
             self._connection = None
+
+    def flush_at_exit(self) -> None:
+        if self._pid == os.getpid() and self._uses:
+            self._flush_logged()
 
     # -- the work, on the store's thread (also used directly by the CLI) ---------------------------------
 
-    def _get_many(self, connection: sqlite3.Connection, keys: list[str]) -> dict[str, Entry]:
-        now = time.time()
+    def _read(
+        self, connection: sqlite3.Connection, keys: Sequence[str]
+    ) -> tuple[dict[str, Entry], list[str]]:
+        """The live entries among ``keys``, and those found expired."""
         found: dict[str, Entry] = {}
         expired: list[str] = []
-        oldest = now - self.ttl_seconds if self.ttl_seconds is not None else None
+        oldest = time.time() - self.ttl_seconds if self.ttl_seconds is not None else None
+        if len(keys) == 1:
+            rows = connection.execute(_SELECT_ONE, (keys[0],))
+            _sort(rows, found, expired, oldest)
+            return found, expired
         for start in range(0, len(keys), _MAX_VARIABLES):
             chunk = keys[start : start + _MAX_VARIABLES]
             marks = ",".join("?" * len(chunk))
-            query = f"SELECT key, value, cost_usd, created_at FROM entries WHERE key IN ({marks})"
-            for key, value, cost, created_at in connection.execute(query, chunk):
-                if oldest is not None and created_at < oldest:
-                    expired.append(key)
-                else:
-                    found[key] = Entry(value, cost)
-        if not found and not expired:
-            return found
-        with _transaction(connection):
-            for start in range(0, len(expired), _MAX_VARIABLES):
-                chunk = expired[start : start + _MAX_VARIABLES]
-                connection.execute(f"DELETE FROM entries WHERE key IN ({','.join('?' * len(chunk))})", chunk)
-            hits = list(found)
-            for start in range(0, len(hits), _MAX_VARIABLES):
-                chunk = hits[start : start + _MAX_VARIABLES]
-                marks = ",".join("?" * len(chunk))
-                connection.execute(f"UPDATE entries SET used_at = ? WHERE key IN ({marks})", [now, *chunk])
-            if found:
-                saved = sum(entry.cost_usd for entry in found.values())
-                connection.execute(
-                    "UPDATE totals SET hits = hits + ?, saved_usd = saved_usd + ? WHERE id = 1",
-                    (len(found), saved),
-                )
-        return found
+            rows = connection.execute(f"{_SELECT_MANY} ({marks})", chunk)
+            _sort(rows, found, expired, oldest)
+        return found, expired
 
     def _put_many(self, connection: sqlite3.Connection, items: list[Item]) -> None:
+        if self.max_bytes is not None:
+            self._flush(connection)  # eviction goes by last use: this process's hits count
         for item in items:
             now = time.time()
             size = len(item.value) + len(item.key)
@@ -214,6 +371,7 @@ class SQLiteStore(CacheStore):
 
     def stats_now(self, connection: sqlite3.Connection | None = None) -> CacheStats:
         connection = connection or self._connect()
+        self._flush(connection)
         entries, size, hits, saved = connection.execute(
             "SELECT entries, bytes, hits, saved_usd FROM totals WHERE id = 1"
         ).fetchone()
@@ -233,10 +391,54 @@ class SQLiteStore(CacheStore):
         return cursor.rowcount
 
 
-def _count_hits(connection: sqlite3.Connection, hits: int, saved_usd: float) -> None:
-    connection.execute(
-        "UPDATE totals SET hits = hits + ?, saved_usd = saved_usd + ? WHERE id = 1", (hits, saved_usd)
-    )
+def _sort(rows: Any, found: dict[str, Entry], expired: list[str], oldest: float | None) -> None:
+    for key, value, cost, created_at in rows:
+        if oldest is not None and created_at < oldest:
+            expired.append(key)
+        else:
+            found[key] = Entry(value, cost)
+
+
+def _write_uses(connection: sqlite3.Connection, uses: _Uses, ttl_seconds: float | None) -> None:
+    """Apply what hits changed: last-used times, expired entries gone, the hit count and USD saved."""
+    if uses.expired and ttl_seconds is not None:  # unless stored again since
+        oldest = time.time() - ttl_seconds
+        expired = list(uses.expired)
+        for start in range(0, len(expired), _MAX_VARIABLES):
+            chunk = expired[start : start + _MAX_VARIABLES]
+            marks = ",".join("?" * len(chunk))
+            connection.execute(
+                f"DELETE FROM entries WHERE created_at < ? AND key IN ({marks})", [oldest, *chunk]
+            )
+    if uses.touched:
+        connection.executemany(
+            "UPDATE entries SET used_at = max(used_at, ?) WHERE key = ?",
+            ((used_at, key) for key, used_at in uses.touched.items()),
+        )
+    if uses.hits:
+        connection.execute(
+            "UPDATE totals SET hits = hits + ?, saved_usd = saved_usd + ? WHERE id = 1",
+            (uses.hits, uses.saved_usd),
+        )
+
+
+# Stores holding unwritten hits, kept alive (even when their models are gone) to be flushed at exit.
+_unflushed: set[SQLiteStore] = set()
+
+
+def _hold(store: SQLiteStore) -> None:
+    """Keep ``store`` until its hits are written (called under its lock when it first holds some)."""
+    if not _exit_hook:
+        _exit_hook.append(atexit.register(_flush_all))
+    _unflushed.add(store)
+
+
+_exit_hook: list[Callable[[], None]] = []
+
+
+def _flush_all() -> None:
+    for store in list(_unflushed):
+        store.flush_at_exit()
 
 
 class _transaction:

@@ -75,6 +75,9 @@ class CacheStore(ABC):
     async def count_hits(self, hits: int, saved_usd: float) -> None:
         """Count answers shared without a lookup (callers that waited on an identical request)."""
 
+    async def flush(self) -> None:  # noqa: B027 - most stores write hits as they happen
+        """Write now what hits changed, where a store writes it behind (SQLite: within a second)."""
+
     @abstractmethod
     async def stats(self) -> CacheStats: ...
 

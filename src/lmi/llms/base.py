@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from lmi import telemetry
 from lmi._lazy import aviary_core
+from lmi.cache.chat import chat_cache
+from lmi.cache.keys import UncacheableRequest
 from lmi.exceptions import JSONSchemaValidationError, StreamingUnsupportedError
 from lmi.llms.config import requested_n
 from lmi.types import Deferred, LLMResult
@@ -289,7 +291,7 @@ class LLMModel(ABC, BaseModel):
                 (tool_choice if tools is None else tools),
             )
         kwargs.pop("config", None)
-        n = kwargs.get("n", self.default_n())
+        n = kwargs["n"] if "n" in kwargs else self.default_n()
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         streaming = callbacks is not None
@@ -386,15 +388,9 @@ class LLMModel(ABC, BaseModel):
         if mode not in _CACHE_MODES:
             raise ValueError(f"cache must be True, False or 'refresh', got {mode!r}")
         store = self.response_cache() if mode is not False else None
-        if store is None:
-            return None
-        from lmi.cache.chat import chat_cache
-
-        return chat_cache(store)
+        return None if store is None else chat_cache(store)
 
     def _cache_key_or_none(self, prompt: list[Message], kwargs: dict[str, Any]) -> str | None:
-        from lmi.cache.keys import UncacheableRequest
-
         try:
             return self.cache_key(prompt, kwargs)
         except UncacheableRequest as exc:

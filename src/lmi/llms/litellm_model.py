@@ -17,7 +17,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from lmi import telemetry
 from lmi._lazy import aviary_core, litellm
-from lmi.cache.keys import chat_key
+from lmi.cache.keys import ChatKeys
 from lmi.cache.spec import cache_for
 from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
 from lmi.llms import responses, setup
@@ -102,6 +102,7 @@ class LiteLLMModel(LLMModel):
     _settings: ModelSettings = PrivateAttr()
     _routes: dict[int, Route] = PrivateAttr()  # by id() of each deployment in _settings
     _cache: CacheStore | None = PrivateAttr(default=None)
+    _chat_keys: ChatKeys | None = PrivateAttr(default=None)  # built on the first cached call
 
     @model_validator(mode="before")
     @classmethod
@@ -151,15 +152,20 @@ class LiteLLMModel(LLMModel):
 
     def response_cache(self) -> CacheStore | None:
         """The store named by ``config["cache"]`` (else the env ``LMI_CACHE``), resolved at construction."""
-        return self._cache
+        # Read directly (as in cache_key): a hit is a few dozen microseconds, this lookup would be one.
+        cache: CacheStore | None = self.__pydantic_private__["_cache"]  # type: ignore[index]
+        return cache
 
     def cache_key(self, prompt: list[Message], kwargs: dict[str, Any]) -> str:
         """The request as the first model of the chain would receive it, as a key (:mod:`lmi.cache.keys`).
 
         An answer from a fallback is stored under this key too: it is what this call, so configured, gave.
         """
-        deployment = self._settings.chain[0]
-        return chat_key({**deployment.params, **kwargs}, [_message_dict(m) for m in prompt])
+        # Read directly: pydantic's look-up of a private attribute costs a microsecond, a few % of a hit.
+        keys: ChatKeys | None = self.__pydantic_private__["_chat_keys"]  # type: ignore[index]
+        if keys is None:
+            keys = self._chat_keys = ChatKeys(self._settings.chain[0].params)
+        return keys.key(kwargs, [_message_dict(m) for m in prompt])
 
     def default_n(self) -> int:
         return self._settings.n
