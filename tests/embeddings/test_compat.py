@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import litellm
 import pytest
+from pydantic import ValidationError
 
 from lmi import (
     EmbeddingModel,
@@ -13,6 +17,7 @@ from lmi import (
     SparseEmbeddingModel,
     embedding_model_factory,
 )
+from tests.replay import ReplayServer
 
 
 def test_embedding_modes() -> None:
@@ -85,3 +90,44 @@ def test_sparse_exposes_its_tokenizer() -> None:
     enc = SparseEmbeddingModel().enc
     assert enc.name == "cl100k_base"
     assert enc.decode(enc.encode("hello world")) == "hello world"
+
+
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_fhlmis_router_config_sends_the_named_deployment(replay: ReplayServer, transport: str) -> None:
+    from tests.llms.transports.differential import cases
+
+    case = next(iter(cases("/v1/embeddings")))
+    request = case.exchange["request"]
+    model = LiteLLMEmbeddingModel(
+        name="my-embedder",  # a deployment name, not a model litellm knows
+        ndim=request.get("dimensions"),
+        batch_size=len(request["input"]),
+        config={
+            "model_list": [
+                {"model_name": "other", "litellm_params": {"model": "text-embedding-3-large"}},
+                {
+                    "model_name": "my-embedder",
+                    "litellm_params": {
+                        "model": request["model"],
+                        "api_base": replay.openai_base(case.recording),
+                    },
+                },
+            ],
+            "router_kwargs": {"timeout": 7, "routing_strategy": "simple-shuffle"},
+            "pass_through_router": True,
+            "transport": transport,
+            "kwargs": {"encoding_format": request.get("encoding_format") or "float"},
+        },
+    )
+    vectors = await model.embed_documents(request["input"])
+    (received,) = replay.requests_for(case.recording)
+    assert received.body["model"] == request["model"]
+    assert len(vectors) == len(request["input"])
+    price = litellm.model_cost[request["model"]]["input_cost_per_token"]
+    usage = json.loads(case.exchange["response"])["usage"]["prompt_tokens"]
+    assert model.total_cost == pytest.approx(price * usage)
+
+
+def test_a_model_list_without_the_models_name_is_refused_naming_it() -> None:
+    with pytest.raises(ValidationError, match="no entry named 'text-embedding-3-small'"):
+        LiteLLMEmbeddingModel(config={"model_list": [{"model_name": "x", "litellm_params": {"model": "y"}}]})

@@ -18,6 +18,7 @@ from lmi.cache.store import CacheStore
 from lmi.embeddings._model_info import accepts_dimensions, embedding_model_info
 from lmi.embeddings._progress import progress_bar
 from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, check_texts, gather_all_or_cancel
+from lmi.embeddings.router_config import ROUTER_KEYS, fold_router_keys
 from lmi.exceptions import BudgetExceeded, ConfigurationError
 from lmi.types import TokenUsage
 
@@ -90,6 +91,16 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     _native: tuple[Any, Any] | None = PrivateAttr(default=None)  # (NativeTransport, Deployment) if native
     _cache: CacheStore | None = PrivateAttr(default=None)
     _cache_key_prefix: dict[str, Any] | None = PrivateAttr(default=None)
+    _model: str = PrivateAttr(default="")  # the model sent (config["kwargs"]["model"], else name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _router_keys_from_fhlmi(cls, data: Any) -> Any:
+        config = data.get("config") if isinstance(data, dict) else None
+        if not isinstance(config, Mapping) or not ROUTER_KEYS & config.keys():
+            return data
+        name = data.get("name") or cls.model_fields["name"].default
+        return {**data, "config": fold_router_keys(name, config)}
 
     @model_validator(mode="before")
     @classmethod
@@ -104,8 +115,10 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         return {**data, "batch_size": from_config}
 
     def model_post_init(self, context: Any, /) -> None:
-        info = embedding_model_info(self.name)
-        self._send_dimensions = self.ndim is not None and accepts_dimensions(self.name)
+        # kwargs["model"] (e.g. from a model_list deployment) is the model sent; name stays its label
+        self._model = str((self.config.get("kwargs") or {}).get("model") or self.name)
+        info = embedding_model_info(self._model)
+        self._send_dimensions = self.ndim is not None and accepts_dimensions(self._model)
         if self.ndim is None:
             self.ndim = info.ndim
         self._max_input_tokens = info.max_input_tokens
@@ -180,7 +193,8 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             params = dict(self.config.get("kwargs") or {})  # not _request_kwargs(): that imports litellm
             if self._send_dimensions:
                 params["dimensions"] = self.ndim
-            self._cache_key_prefix = embedding_key_prefix(self.name, params)
+            params.pop("model", None)
+            self._cache_key_prefix = embedding_key_prefix(self._model, params)
         vectors = await cached_embeddings(
             store,
             self._cache_key_prefix,
@@ -261,20 +275,20 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         if budgets:
             with telemetry.waiting("budget", model=self.name):
                 holds = await reserve_all(
-                    budgets, worst_case_embedding_usd(self.name, texts), "An embedding batch"
+                    budgets, worst_case_embedding_usd(self._model, texts), "An embedding batch"
                 )
         prompt_tokens: int | None
         try:
             if self._native is not None:
                 transport, deployment = self._native
                 raw, prompt_tokens = await transport.embed(
-                    deployment, {"model": self.name, "input": texts, **kwargs}
+                    deployment, {"model": self._model, "input": texts, **kwargs}
                 )
                 data: list[Any] = raw
             else:
                 from lmi._lazy import litellm
 
-                response = await litellm().aembedding(model=self.name, input=texts, **kwargs)
+                response = await litellm().aembedding(model=self._model, input=texts, **kwargs)
                 data = response.data
                 prompt_tokens = getattr(response.usage, "prompt_tokens", None)
         except BaseException:
@@ -297,11 +311,12 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         """What every batch passes to ``litellm.aembedding`` besides model and input; built once."""
         if self._request is None:
             kwargs = {**self.embed_kwargs, **(self.config.get("kwargs") or {})}
+            kwargs.pop("model", None)  # self._model
             if self._send_dimensions:
                 kwargs["dimensions"] = self.ndim
-            self._native = _native_route(self.name, kwargs, self.config)
+            self._native = _native_route(self._model, kwargs, self.config)
             if "encoding_format" not in kwargs and (
-                self._native is not None or _speaks_openai(self.name, kwargs)
+                self._native is not None or _speaks_openai(self._model, kwargs)
             ):
                 # Float lists cost the client ~3 ms of parsing per 1536-float vector; base64 almost nothing.
                 kwargs["encoding_format"] = "base64"
@@ -318,7 +333,7 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
             usage = TokenUsage(prompt_tokens=counted, estimated=True)
         else:
             usage = TokenUsage(prompt_tokens=prompt_tokens)
-        bill = price_usage(self.name, usage)
+        bill = price_usage(self._model, usage)
         self._prompt_tokens += usage.prompt_tokens
         self._cost += bill.usd
         await GLOBAL_COST_TRACKER.arecord(self.name, usage, bill.usd, priced=bill.priced)
