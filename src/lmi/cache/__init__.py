@@ -2,7 +2,8 @@
 
 - :mod:`lmi.cache.keys`: the canonical request and its key (what is in it, what never is).
 - :mod:`lmi.cache.spec`: ``config["cache"]`` / env ``LMI_CACHE`` → a store shared in the process.
-- :mod:`lmi.cache.sqlite`, :mod:`lmi.cache.redis`: the stores (:class:`~lmi.cache.store.CacheStore`).
+- :mod:`lmi.cache.sqlite`, :mod:`lmi.cache.redis`: the stores (:class:`~lmi.cache.store.CacheStore`);
+  :mod:`lmi.cache.sqlite_file`: the SQLite file's schema, and opening or refusing a file.
 - :mod:`lmi.cache.chat`: chat calls through the cache, with single flight.
 - :mod:`lmi.cache.embeddings`: embeddings cached per text.
 
