@@ -122,9 +122,17 @@ class ChatKeys:
     def _tail_of(self, params: dict[str, Any]) -> bytes:
         return f',"model":{_ENCODE(self._model)},"params":{_ENCODE(params)},"v":{KEY_VERSION}}}'.encode()
 
+    def _changes_nothing(self, kwargs: Mapping[str, Any]) -> bool:
+        for name, value in kwargs.items():
+            if name == "n" and value == 1 and "n" not in self._params:
+                continue
+            if name not in IGNORED_PARAMS and not _SECRET_NAME.search(name):
+                return False
+        return True
+
     def key(self, kwargs: Mapping[str, Any], messages: list[Any]) -> str:
         """The key of asking ``messages`` with this model's parameters overridden by ``kwargs``."""
-        if not kwargs:
+        if self._changes_nothing(kwargs):  # e.g. call_single's n=1
             tail = self._tail
         elif "model" in kwargs:
             return ChatKeys({**self._params, **kwargs}).key({}, messages)
@@ -139,7 +147,7 @@ class ChatKeys:
                     params[name] = _canonical(value, f"parameter {name!r}")
             if params.get("n") == 1:
                 del params["n"]
-            tail = self._tail if params == self._params else self._tail_of(params)  # e.g. n=1
+            tail = self._tail_of(params)
         if not _plain_messages(messages):
             messages = _canonical(messages, "messages")
         text = _ENCODE(messages).encode()
