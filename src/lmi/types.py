@@ -122,6 +122,11 @@ class Deferred:
         self._preview = preview  # what repr shows until the value is built (repr must not build it)
         self._value: Any = None
 
+    @property
+    def preview(self) -> Any:
+        """The plain form given at construction (for messages: their dicts), without building."""
+        return self._preview
+
     def get(self) -> Any:
         if self._build is not None:
             self._value, self._build = self._build(), None

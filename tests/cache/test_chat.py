@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -358,3 +361,41 @@ async def test_hits_are_not_charged_to_budgets(replay: ReplayServer, tmp_path: P
         with pytest.raises(BudgetExceeded):
             await llm.call_single(UNIVERSE, cache=False)
     assert len(replay.received) == 1
+
+
+_LIGHT = """
+import asyncio, sys
+from tests.replay import ReplayServer
+from lmi import LiteLLMModel
+
+server = ReplayServer().start()
+params = {"model": "gpt-4o-mini", "api_base": server.openai_base("openai-chat-634cf7")}
+llm = LiteLLMModel(
+    name="gpt-4o-mini",
+    config={"model_list": [{"model_name": "gpt-4o-mini", "litellm_params": params}], "cache": sys.argv[1]},
+)
+
+async def main():
+    miss = await llm.call_single("What is the meaning of the universe?")
+    hit = await llm.call_single("What is the meaning of the universe?")
+    print("heavy:", sorted(m for m in ("litellm", "aviary") if m in sys.modules), hit.cache_hit)
+    same = hit.messages == miss.messages and hit.prompt == miss.prompt
+    print("messages:", type(hit.messages[0]).__name__, same)
+
+asyncio.run(main())
+"""
+
+
+def test_storing_and_hitting_import_neither_aviary_nor_litellm(tmp_path: Path) -> None:
+    """A pipeline that reads text pays for neither heavy import, cached or not; messages build when read."""
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT, str(tmp_path / "c.db")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["heavy: [] True", "messages: Message True"]

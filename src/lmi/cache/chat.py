@@ -39,6 +39,7 @@ _PER_CALL_FIELDS: Final = frozenset(
      "cache_hit", "cost_saved"}
 )  # fmt: skip
 _NOT_STORED: Final = set(_PER_CALL_FIELDS)
+_NOT_STORED_NOR_MESSAGES: Final = {*_PER_CALL_FIELDS, "messages"}
 _INCOMPLETE_FINISH = frozenset({None, "error"})
 _validate: Callable[[dict[str, Any]], LLMResult] = LLMResult.__pydantic_validator__.validate_python
 
@@ -54,8 +55,18 @@ def storable(results: Sequence[LLMResult]) -> bool:
 
 def encode_results(results: Sequence[LLMResult]) -> bytes:
     """The results as stored: fields at their defaults are left out (a hit has fewer to read)."""
-    rows = [result.model_dump(mode="json", exclude=_NOT_STORED, exclude_defaults=True) for result in results]
+    rows = [_row(result) for result in results]
     return json.dumps({"v": FORMAT_VERSION, "results": rows}, separators=(",", ":")).encode()
+
+
+def _row(result: LLMResult) -> dict[str, Any]:
+    messages = result.__dict__.get("messages")
+    if type(messages) is not Deferred:
+        return result.model_dump(mode="json", exclude=_NOT_STORED, exclude_defaults=True)
+    # Messages not built yet are stored in their plain form: storing must not import aviary (litellm).
+    row = result.model_dump(mode="json", exclude=_NOT_STORED_NOR_MESSAGES, exclude_defaults=True)
+    row["messages"] = messages.preview
+    return row
 
 
 def _messages(rows: list[dict[str, Any]]) -> list[Any]:
