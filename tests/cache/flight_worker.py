@@ -16,13 +16,12 @@ import sys
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
 
-from aviary.core import Message
-
 from lmi import LiteLLMModel
 
+# Plain messages: nothing here imports aviary (nor litellm), so a worker is ready in a fraction of a second.
 PROMPT = [
-    Message(role="system", content="Respond with single words."),
-    Message(content="What is the meaning of the universe?"),
+    {"role": "system", "content": "Respond with single words."},
+    {"role": "user", "content": "What is the meaning of the universe?"},
 ]
 
 

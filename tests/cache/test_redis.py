@@ -123,33 +123,46 @@ def test_password_stays_out_of_the_location() -> None:
     assert "hunter2" not in repr(store)
 
 
-async def test_identical_requests_in_several_processes_make_one_call(
-    replay: ReplayServer, redis_url: str
-) -> None:
-    replay.inject("openai-chat-634cf7", Fault(delay=1.0, replay=True))  # keep the leader's call in flight
+async def start_workers(
+    replay: ReplayServer, redis_url: str, count: int, *args: str
+) -> list[asyncio.subprocess.Process]:
+    """``count`` flight workers (``tests.cache.flight_worker`` with ``args``), each imported and ready."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    base = replay.openai_base("openai-chat-634cf7")
     workers = [
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "tests.cache.flight_worker",
-            replay.openai_base("openai-chat-634cf7"),
+            base,
             redis_url,
-            "33",
+            *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
             cwd=ROOT,
         )
-        for _ in range(3)
+        for _ in range(count)
     ]
     for worker in workers:
         assert worker.stdout is not None
         assert (await asyncio.wait_for(worker.stdout.readline(), 120)).strip() == b"ready"
+    return workers
+
+
+async def go(worker: asyncio.subprocess.Process) -> None:
+    assert worker.stdin is not None
+    worker.stdin.write(b"go\n")
+    await worker.stdin.drain()
+
+
+async def test_identical_requests_in_several_processes_make_one_call(
+    replay: ReplayServer, redis_url: str
+) -> None:
+    replay.inject("openai-chat-634cf7", Fault(delay=1.0, replay=True))  # keep the leader's call in flight
+    workers = await start_workers(replay, redis_url, 3, "33")
     for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write(b"go\n")
-        await worker.stdin.drain()
+        await go(worker)
     outputs = [json.loads((await worker.communicate())[0]) for worker in workers]
     assert len(replay.received) == 1
     assert {text for output in outputs for text in output["texts"]} == {"Existence."}
@@ -160,36 +173,11 @@ async def test_a_dead_leaders_lease_expires_and_a_waiter_answers(
     replay: ReplayServer, redis_url: str
 ) -> None:
     replay.inject("openai-chat-634cf7", Fault(delay=30, replay=True))  # the leader's call never ends
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
-    base = replay.openai_base("openai-chat-634cf7")
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.cache.flight_worker",
-            base,
-            redis_url,
-            "1",
-            "1000",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=ROOT,
-        )
-        for _ in range(2)
-    ]
-    for worker in workers:
-        assert worker.stdout is not None
-        assert (await asyncio.wait_for(worker.stdout.readline(), 120)).strip() == b"ready"
-    leader, waiter = workers
-    assert leader.stdin is not None
-    assert waiter.stdin is not None
-    leader.stdin.write(b"go\n")
-    await leader.stdin.drain()
+    leader, waiter = await start_workers(replay, redis_url, 2, "1", "1000")  # a lease of 1 s
+    await go(leader)
     assert await asyncio.to_thread(replay.wait_for_requests, 1, 30)  # the leader holds the lease now
-    waiter.stdin.write(b"go\n")
-    await waiter.stdin.drain()
-    await asyncio.sleep(0.5)
+    await go(waiter)
+    await asyncio.sleep(1.5)  # longer than the lease: the leader renews it while alive
     assert len(replay.received) == 1  # the waiter waits instead of asking
     leader.kill()
     await leader.wait()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 import warnings
@@ -39,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX: Final = "lmi:cache:v1:"
 LOCK_MS: Final = 15_000  # a leader renews its lock every third of this; a dead one's expires
-WAIT_SECONDS: Final = 4.0  # one BLPOP (below the socket timeout); then the lock is looked at again
+WAIT_SECONDS: Final = 4  # at most one BLPOP (below the socket timeout), or until the lock would expire
 RETRY_SECONDS: Final = 30.0  # after Redis failed, how long to act as an empty cache before trying again
 SOCKET_TIMEOUT: Final = 5.0
 CLEAR_BATCH: Final = 1000
@@ -120,11 +121,11 @@ return #KEYS
 
 # A would-be waiter: register, then see whether waiting is needed at all (answer stored, or lock gone).
 _WAIT = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-if redis.call('EXISTS', KEYS[2]) == 0 then return 2 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return -2 end
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
-return 0
+return math.max(redis.call('PTTL', KEYS[2]), 0)
 """
 
 _RELEASE = """
@@ -318,9 +319,10 @@ class RedisStore(CacheStore):
                 state = await connection.wait(
                     keys=[PREFIX + "e:" + key, lock, waiters], args=[waiter, LOCK_MS * 2]
                 )
-                if state == 0:  # registered: the leader wakes us when it is done
-                    await connection.client.blpop([PREFIX + "wake:" + waiter], timeout=WAIT_SECONDS)
-                if state != 2:
+                if state >= 0:  # registered: the leader wakes us when it is done, or its lock expires
+                    timeout = max(1, min(WAIT_SECONDS, math.ceil(state / 1000)))  # state: the lock's ms left
+                    await connection.client.blpop([PREFIX + "wake:" + waiter], timeout=timeout)
+                if state != -2:  # unless the lock was gone: the entry may be there
                     entry = await self.get(key)
                     if entry is not None:
                         return entry
