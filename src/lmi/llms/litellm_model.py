@@ -136,6 +136,11 @@ class LiteLLMModel(LLMModel):
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
+        private = self.__pydantic_private__
+        assert private is not None
+        for name, attribute in self.__private_attributes__.items():  # what was not pickled starts afresh
+            if name not in private:
+                private[name] = attribute.get_default()
         self._connect()
 
     @property
