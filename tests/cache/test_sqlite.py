@@ -220,13 +220,13 @@ async def test_hit_statistics_are_written_behind_within_the_flush_delay(
     await store.put(item("a", cost=0.25))
     written = asyncio.Event()
     loop = asyncio.get_running_loop()
-    flush = store._flush_logged
+    flush = store._flush
 
-    def signalling_flush() -> None:
-        flush()
+    def signalling_flush(connection: sqlite3.Connection) -> None:  # on whichever thread writes
+        flush(connection)
         loop.call_soon_threadsafe(written.set)
 
-    monkeypatch.setattr(store, "_flush_logged", signalling_flush)
+    monkeypatch.setattr(store, "_flush", signalling_flush)
     assert await store.get("a") is not None
     assert await store.get_many(["a", "missing"]) != {}
     assert totals_on_disk(store.path) == (0, 0.0)  # not yet: written behind
@@ -264,3 +264,23 @@ def test_hit_statistics_reach_the_file_at_exit(tmp_path: Path) -> None:
     created, used = connection.execute("SELECT created_at, used_at FROM entries").fetchone()
     connection.close()
     assert used > created
+
+
+async def test_hits_are_kept_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    await store.put(item("a", cost=0.25))
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer elsewhere: the loop's thread must not wait for it
+    try:
+        assert await store.get("a") is not None
+        flushing = asyncio.create_task(store.flush())
+        await asyncio.sleep(0.2)
+        assert not flushing.done()  # waiting on the store's thread ...
+        assert await store.get("a") is not None  # ... while lookups go on
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(flushing, 30)
+    assert totals_on_disk(store.path) == (1, pytest.approx(0.25))  # the hit it took
+    await store.flush()
+    assert totals_on_disk(store.path) == (2, pytest.approx(0.5))

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 _MAX_VARIABLES: Final = 500  # keys per IN (...) query, well under SQLite's limit
 _READ_MAP_BYTES: Final = 2**34  # address space only: the OS shares the file's cached pages
 _KEYS_READ_IN_PLACE: Final = 64  # lookups of more keys go to the store's thread
+_FLUSH_HERE_MAX: Final = 512  # entries touched: more are written on the store's thread
+_WAL_CHECKPOINT_BYTES: Final = 4 * 2**20  # SQLite's own automatic checkpoint: 1000 pages of 4 KiB
 FLUSH_SECONDS: Final = 1.0  # what hits changed is written at most this late (while the loop runs)
 _SELECT_ONE: Final = "SELECT key, value, cost_usd, created_at FROM entries WHERE key = ?"
 _SELECT_MANY: Final = "SELECT key, value, cost_usd, created_at FROM entries WHERE key IN"
@@ -123,7 +125,8 @@ class SQLiteStore(CacheStore):
         return self._connection
 
     def _reader(self) -> sqlite3.Connection | None:
-        """This thread's read connection (None until the writer has checked the file)."""
+        """This thread's connection (None until the store's thread has checked the file): lookups, and
+        small flushes of hit statistics when the write lock is free (it never waits, never checkpoints)."""
         if self._pid != os.getpid():
             self._check_pid()
             return None
@@ -134,7 +137,8 @@ class SQLiteStore(CacheStore):
             return found[1]
         try:
             connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-            connection.execute("PRAGMA query_only = 1")
+            connection.execute("PRAGMA wal_autocheckpoint = 0")  # the store's thread checkpoints
+            connection.execute("PRAGMA synchronous = NORMAL")  # as the store's: no fsync per commit
             # Pages read through a memory map, without a system call each: a lookup in a file of a
             # million entries costs about what it costs in one of a thousand (bench/cache_bench.py).
             connection.execute(f"PRAGMA mmap_size = {_READ_MAP_BYTES}")
@@ -183,7 +187,7 @@ class SQLiteStore(CacheStore):
 
     async def flush(self) -> None:
         """Write what hits changed now, rather than within the second (see the module's docstring)."""
-        if self._uses:
+        if self._uses and not self._flush_here():
             await self._run(self._flush)
 
     async def stats(self) -> CacheStats:
@@ -236,8 +240,29 @@ class SQLiteStore(CacheStore):
         loop.call_later(FLUSH_SECONDS, self._flush_soon)
 
     def _flush_soon(self) -> None:
-        assert self._executor is not None
-        self._executor.submit(self._flush_logged)
+        if not self._flush_here():
+            assert self._executor is not None
+            self._executor.submit(self._flush_logged)
+
+    def _flush_here(self) -> bool:
+        """Flush on this thread when that is quick: a few hundred entries touched, and the write lock free
+        this instant (no hop to the store's thread); False when the store's thread must do it."""
+        uses = self._uses
+        connection = self._reader() if len(uses.touched) + len(uses.expired) <= _FLUSH_HERE_MAX else None
+        if connection is None:
+            return False
+        try:
+            self._flush(connection)
+        except sqlite3.Error:  # busy: another writer holds the lock (the uses were kept)
+            return False
+        try:
+            grown = os.path.getsize(f"{self.path}-wal") > _WAL_CHECKPOINT_BYTES
+        except OSError:
+            grown = False
+        if grown:  # this connection never checkpoints: in a process that only hits, the store's thread does
+            assert self._executor is not None
+            self._executor.submit(self._guarded, _checkpoint)
+        return True
 
     def _flush_logged(self) -> None:
         try:
@@ -375,6 +400,10 @@ def _write_uses(connection: sqlite3.Connection, uses: _Uses, ttl_seconds: float 
             "UPDATE totals SET hits = hits + ?, saved_usd = saved_usd + ? WHERE id = 1",
             (uses.hits, uses.saved_usd),
         )
+
+
+def _checkpoint(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 # Stores holding unwritten hits, kept alive (even when their models are gone) to be flushed at exit.
