@@ -73,6 +73,44 @@ async def test_positive_adjust_counts_from_now_while_a_reservation_waits(make_li
     await waiting
 
 
+async def test_a_use_counted_from_now_holds_the_window_from_its_real_start(make_limiter: MakeLimiter) -> None:
+    # A request granted at once but written 0.4 s later (its connection was slow): counted from the
+    # write, the third unit must wait for the write to leave the window, not the grant.
+    limiter = make_limiter(rate_config={KEY: "2 per 1 second"})
+    late = await limiter.reserve(KEY)
+    await asyncio.sleep(0.4)
+    before = late.at
+    await late.count_from_now()
+    uses = [(time.time(), 1)]
+    assert late.at >= before + 0.35
+    await limiter.try_acquire(KEY)
+    uses.append((time.time(), 1))
+    await limiter.try_acquire(KEY, acquire_timeout=5)
+    uses.append((time.time(), 1))
+    assert uses[2][0] - uses[0][0] >= 0.95  # measured on the callers' clock, not the limiter's
+    assert max_in_any_window(uses, 1.0) <= 2
+
+
+async def test_counting_from_now_waits_for_room_or_gives_the_units_back(make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(rate_config={KEY: "1 per 1 second"})
+    late = await limiter.reserve(KEY)
+    await asyncio.sleep(0.1)
+    await limiter.adjust(KEY, 1)  # another use counted meanwhile: the window ending now is full
+    adjusted = time.time()
+    with pytest.raises(RateLimitTimeout, match="counted again"):
+        await late.count_from_now(acquire_timeout=0.3)
+    assert await _used(limiter) == 1  # only the adjust: the late use's unit went back
+    await late.cancel()  # closed already: nothing more happens
+    other = await limiter.reserve(KEY, acquire_timeout=5)
+    waited = await limiter.reserve(KEY, acquire_timeout=5)  # placed one period after `other`
+    started = time.time()
+    await asyncio.sleep(0.2)
+    await limiter.adjust(KEY, 1)
+    await waited.count_from_now(acquire_timeout=5)  # the window ending now holds the adjust: it waits
+    assert time.time() >= started + 0.2 + 0.9
+    assert other.at >= adjusted + 0.95
+
+
 async def test_bad_weights_and_units_are_refused(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(rate_config={KEY: "10 per 1 second"})
     for weight in (0, -1, float("nan"), True, float("inf")):

@@ -7,9 +7,12 @@ by the provider's formula, plus the expected completion, see :mod:`lmi.llms.toke
 step fails or is cancelled, the earlier ones are handed back: nothing is charged for a call never made.
 
 Transports call :func:`reserve_call` immediately before writing the request (``LiteLLMModel`` passes
-it to them as their ``before_send`` hook), then exactly one of
+it to them as their ``before_send`` hook, which returns the :class:`CallLimits`; a transport that knows
+when its connection is ready calls :meth:`CallLimits.count_from_now` if that was well after the grant,
+and :meth:`CallLimits.cancel` if the request never reached the server), then exactly one of
 :meth:`CallLimits.settle` (a response and its bill), :meth:`CallLimits.failed` (the request went out, no
-bill) or :meth:`CallLimits.cancel` (it never went out). None of these three raises: the answer is paid
+bill) or :meth:`CallLimits.cancel` (it never went out; after a transport's cancel the others do
+nothing). None of these three raises: the answer is paid
 for, so a limiter in trouble after the call is logged, never turned into an error that would send the
 request again; and they finish even when the caller is cancelled meanwhile.
 """
@@ -22,6 +25,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from lmi import telemetry
+from lmi.llms.retry import off_the_attempt_clock
 from lmi.llms.token_estimate import CompletionHistory, estimate_request_tokens
 
 if TYPE_CHECKING:
@@ -76,6 +80,14 @@ class CallLimits:
         if self.tokens is not None:
             await _finish(self.tokens.cancel(), self.model)
         await self._free_slot()
+
+    async def count_from_now(self) -> None:
+        """The request leaves later than its grant (its connection took a while to open): its request
+        unit and tokens count from now, where the provider counts them (waiting, rarely, for room)."""
+        with off_the_attempt_clock():  # a wait for our own limiter is not the provider's time
+            for reservation in (self.requests, self.tokens):
+                if reservation is not None:
+                    await reservation.count_from_now()
 
     async def cancel(self) -> None:
         """The request never went out: everything goes back."""

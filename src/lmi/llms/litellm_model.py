@@ -29,6 +29,7 @@ from lmi.llms.results import Bill, Completion, bill_completion, build_results
 from lmi.llms.retry import is_provider_error, off_the_attempt_clock, with_retries_and_fallbacks
 from lmi.llms.specs import LLMConfig, ModelSpec, deployment_of
 from lmi.llms.transports import LITELLM_ROUTE, Route, Transport, route_for
+from lmi.llms.transports.wire import BeforeSend
 from lmi.types import LLMResult
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ class LiteLLMModel(LLMModel):
             route = self._routes.get(id(deployment), LITELLM_ROUTE)
             transport, prepared = route.pick(deployment, request)
             started = 0.0
-            before_send: Callable[[], Awaitable[None]] | None = None
+            before_send: BeforeSend | None = None
             if (
                 settings.request_limit
                 or settings.rate_limit
@@ -262,13 +263,14 @@ class LiteLLMModel(LLMModel):
                 or _rate_limiter().GLOBAL_LIMITER.rate_config
             ):
 
-                async def before_send() -> None:
+                async def before_send() -> CallLimits:
                     # The transport's hook, awaited once the body is ready, right before it is written.
                     # A limiter failure here (Redis down, a timeout) is ours, not the provider's: no retry.
                     nonlocal limits, started
                     with off_the_attempt_clock():  # nor is queueing for our own rate limiter
                         limits = await reserve_call(settings, deployment, request)
                     started = time.perf_counter()  # the limiter's wait is not the provider's time
+                    return limits  # the transport recounts it from a late write, or hands it back
 
             started = time.perf_counter()
             try:
@@ -385,7 +387,7 @@ class LiteLLMModel(LLMModel):
         deployment: Deployment,
         prepared: Any,
         notify: Callable[[str], Awaitable[None]],
-        before_send: Callable[[], Awaitable[None]] | None,
+        before_send: BeforeSend | None,
     ) -> tuple[Completion, float | None]:
         first_text: float | None = None
 

@@ -33,7 +33,7 @@ from lmi.rate_limiter.parsing import (
     whole_weight,
 )
 from lmi.rate_limiter.redis import RedisBackend
-from lmi.rate_limiter.reservation import Reservation
+from lmi.rate_limiter.reservation import Reservation, sleep_until
 from lmi.rate_limiter.web import is_web, web_key
 
 if TYPE_CHECKING:
@@ -46,23 +46,6 @@ NamespaceAndKey = tuple[str, str]
 
 # With fallback_to_memory, how long to use memory after Redis failed before trying Redis again.
 FALLBACK_RETRY_SECONDS = 30.0
-
-
-async def _sleep_until(deadline: float) -> None:
-    """Sleep until the loop's clock reads ``deadline``: timers due in one order fire in that order
-    (``asyncio.sleep`` reads the clock again, which would jitter close deadlines)."""
-    loop = asyncio.get_running_loop()
-    woken = loop.create_future()
-    handle = loop.call_at(deadline, _wake, woken)
-    try:
-        await woken
-    finally:
-        handle.cancel()
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class RateLimitStatus(TypedDict):
@@ -272,7 +255,7 @@ class GlobalRateLimiter:
         try:
             while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
                 # `at` is when the units count; we proceed `latency` before (`wait` already allows for it).
-                await _sleep_until(max(backend.monotonic(grant.at) - latency, time.monotonic() + grant.wait))
+                await sleep_until(max(backend.monotonic(grant.at) - latency, time.monotonic() + grant.wait))
                 grant = await backend.commit(namespace, key, spec, grant, units, latency)
                 if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)
@@ -281,7 +264,7 @@ class GlobalRateLimiter:
             with contextlib.suppress(Exception):
                 await backend.release(namespace, key, spec, grant, units)
             raise
-        return Reservation(backend, spec, namespace_and_key, units, grant.at, grant)
+        return Reservation(backend, spec, namespace_and_key, units, grant.at, grant, latency)
 
     @staticmethod
     async def _timed_out(

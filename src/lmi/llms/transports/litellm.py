@@ -12,7 +12,7 @@ from lmi._lazy import litellm
 from lmi.llms.config import requested_n
 from lmi.llms.results import Completion, StreamAssembler, completion_from_response
 from lmi.llms.retry import off_the_attempt_clock
-from lmi.llms.transports.wire import BeforeSend
+from lmi.llms.transports.wire import BeforeSend, Charge
 
 if TYPE_CHECKING:
     from lmi.llms.config import Deployment
@@ -30,14 +30,13 @@ class LiteLLMTransport:
         self, deployment: Deployment, prepared: dict[str, Any], before_send: BeforeSend | None = None
     ) -> Completion:
         module = _imported()
-        if before_send is not None:
-            await before_send()
+        charge = None if before_send is None else await before_send()
         if requested_n(prepared.get("n")) == 1:
-            return completion_from_response(await module.acompletion(**prepared))
+            return completion_from_response(await _sent(module.acompletion(**prepared), charge))
         # litellm renumbers choices 0, 1, ... in the order they arrived, losing the provider's index;
         # its per-request logger_fn sees the provider's own body, which still has it.
         raw = _RawResponse()
-        response = await module.acompletion(**prepared, logger_fn=raw)
+        response = await _sent(module.acompletion(**prepared, logger_fn=raw), charge)
         return completion_from_response(response, indices=raw.choice_indices(len(response.choices)))
 
     async def stream(
@@ -48,9 +47,8 @@ class LiteLLMTransport:
         before_send: BeforeSend | None = None,
     ) -> Completion:
         module = _imported()
-        if before_send is not None:
-            await before_send()
-        stream = await module.acompletion(**prepared)
+        charge = None if before_send is None else await before_send()
+        stream = await _sent(module.acompletion(**prepared), charge)
         assembler = StreamAssembler()
         try:
             async for chunk in stream:
@@ -67,6 +65,38 @@ class LiteLLMTransport:
         if not _provider_sent_usage(stream):
             completion.usage = None  # litellm's own count, not the provider's bill: estimate and flag it
         return completion
+
+
+async def _sent(request: Awaitable[Any], charge: Charge | None) -> Any:
+    """``await request``; if it failed before reaching the server, hand ``charge`` back."""
+    try:
+        return await request
+    except Exception as exc:
+        if charge is not None and _never_connected(exc):
+            await charge.cancel()
+        raise
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether litellm failed to connect at all (refused, unresolvable, TLS, connect timeout): its
+    exception keeps the HTTP client's own one in its chain of causes."""
+    import aiohttp
+    import httpx
+
+    failures = (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        aiohttp.ClientConnectorError,
+        aiohttp.ConnectionTimeoutError,
+    )
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, failures):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _imported() -> ModuleType:

@@ -3,11 +3,19 @@
 Everything between the limiter's grant and the bytes on the socket is here: encode the body once,
 ``POST`` it, turn the status and body (or the event stream) into a :class:`Completion` or into the
 exception litellm would raise. Codecs (``openai``, ``anthropic``) never touch the network.
+
+The limiter's charge (``before_send``) is taken once the body is encoded. When the write then comes
+later (a new connection to open, a wait for a free one in the pool, a busy loop) the charge is counted
+again right before the first byte goes out, so the limits hold at the provider's end whatever the way
+there cost; when the request never reached the server (refused, unresolvable, a connect timeout,
+cancelled before the write) the charge is handed back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -15,16 +23,62 @@ from typing import TYPE_CHECKING, Any
 from lmi.llms.results import Completion
 from lmi.llms.transports import errors
 from lmi.llms.transports.session import session_for
-from lmi.llms.transports.wire import BeforeSend, Endpoint, ErrorBody, StreamCut, sse_events, timeout_seconds
+from lmi.llms.transports.wire import (
+    BeforeSend,
+    Charge,
+    Endpoint,
+    ErrorBody,
+    StreamCut,
+    sse_events,
+    timeout_seconds,
+)
 
 if TYPE_CHECKING:
     import aiohttp
+    import aiohttp.payload
+    from aiohttp.abc import AbstractStreamWriter
 
     from lmi.llms.config import Deployment
 
 DEFAULT_TIMEOUT = 600.0  # seconds, litellm's default
 _CONNECT_TIMEOUT = 30.0
 _JSON = ("application/json", "application/problem+json")
+# A request written within this many seconds of the limiter's grant is written at once; one written later
+# has its charge counted again from then (well within the limiter's REQUEST_LATENCY).
+_RECOUNT_AFTER = 0.005
+
+
+@functools.cache
+def _charged_body() -> type[aiohttp.payload.BytesPayload]:
+    import aiohttp.payload
+
+    class ChargedBody(aiohttp.payload.BytesPayload):
+        """A request body that awaits ``before_write`` right before the request's first byte goes out.
+
+        aiohttp writes the body, with the headers coalesced into its first write, once the connection
+        is ready (after opening it, or waiting for a free one) and, before Python 3.12, in a task of its
+        own that runs only after every callback already queued on the loop: the last moment before the
+        bytes leave, however long the way there took.
+        """
+
+        def __init__(self, data: bytes, before_write: Callable[[], Awaitable[None]]) -> None:
+            super().__init__(data)
+            self._before_write: Callable[[], Awaitable[None]] | None = before_write
+
+        async def _ready(self) -> None:
+            before_write, self._before_write = self._before_write, None
+            if before_write is not None:
+                await before_write()
+
+        async def write(self, writer: AbstractStreamWriter) -> None:  # aiohttp < 3.12
+            await self._ready()
+            await super().write(writer)
+
+        async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+            await self._ready()
+            await super().write_with_length(writer, content_length)
+
+    return ChargedBody
 
 
 def _client_errors() -> tuple[type[BaseException], ...]:
@@ -87,9 +141,13 @@ class _Exchange:
     __slots__ = (
         "before_send",
         "body",
+        "charge",
         "deployment",
         "endpoint",
+        "granted",
+        "refused",
         "response",
+        "sending",
         "stream",
         "timeout",
         "transport",
@@ -114,6 +172,10 @@ class _Exchange:
         self.timeout = timeout
         self.stream = stream
         self.response: aiohttp.ClientResponse | None = None
+        self.charge: Charge | None = None
+        self.granted = 0.0  # time.monotonic() of the limiter's grant
+        self.sending = False  # past the last step before the write: the request may reach the server
+        self.refused: BaseException | None = None  # the limiter failed to count the request again
 
     def _context(self) -> dict[str, Any]:
         return {
@@ -135,17 +197,25 @@ class _Exchange:
             timeout = aiohttp.ClientTimeout(total=self.timeout, connect=min(self.timeout, _CONNECT_TIMEOUT))
         data = json.dumps(self.body).encode()
         if self.before_send is not None:
-            await self.before_send()
+            self.charge = await self.before_send()
+            self.granted = time.monotonic()
         try:
             self.response = await session.post(
                 self.endpoint.url,
-                data=data,
+                data=data if self.charge is None else _charged_body()(data, self._before_write),
                 headers=self.endpoint.headers,
                 timeout=timeout,
                 allow_redirects=False,
             )
-        except Exception as exc:
-            raise self._translate(exc) from exc
+        except BaseException as exc:
+            if self.charge is not None and not self.sending:
+                await self.charge.cancel()  # refused, unresolvable, timed out or cancelled: never sent
+            if self.refused is not None:  # the limiter's own failure, surfacing through aiohttp
+                raise self.refused from None
+            if isinstance(exc, Exception):
+                raise self._translate(exc) from exc
+            raise
+        self.sending = True
         status = self.response.status
         if status >= 300:
             try:
@@ -160,6 +230,17 @@ class _Exchange:
                 text = f"redirected to {location}; not followed (check api_base). {text}"
             raise errors.status_error(status=status, headers=headers, body=text, **self._context())
         return self
+
+    async def _before_write(self) -> None:
+        """Awaited right before the request's first byte is written (its connection is ready)."""
+        assert self.charge is not None
+        if time.monotonic() - self.granted > _RECOUNT_AFTER:
+            try:
+                await self.charge.count_from_now()
+            except BaseException as exc:
+                self.refused = exc
+                raise
+        self.sending = True
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self.response is not None:

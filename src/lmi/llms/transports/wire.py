@@ -5,10 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+
+class Charge(Protocol):
+    """What a request was charged in our rate limits, as the transport's ``before_send`` returns it."""
+
+    async def count_from_now(self) -> None:
+        """The request leaves later than its grant (its connection took a while): count it from now."""
+
+    async def cancel(self) -> None:
+        """The request never reached the server: hand everything back."""
+
 
 # Awaited by a transport once the request is ready, right before it is written (the limiter's charge).
-BeforeSend = Callable[[], Awaitable[object]]
+BeforeSend = Callable[[], Awaitable[Charge | None]]
 
 # litellm request keys that configure the transport rather than the body.
 TRANSPORT_KEYS = frozenset(

@@ -1,0 +1,158 @@
+"""The request limit as the provider sees it: counted where the request is written, handed back unsent.
+
+Oracles outside lmi: a loopback server in its own process notes when each request arrives
+(tests/reliability/load_server.py), and the callers' own clocks say when each call came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmi import LiteLLMModel
+from lmi.exceptions import RateLimitTimeout
+from lmi.rate_limiter import GLOBAL_LIMITER
+from tests.replay import Fault, ReplayServer
+
+ROOT = Path(__file__).parents[3]
+RECORDING = "openai-chat-634cf7"
+
+
+@pytest.fixture
+def load_server() -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.load_server", RECORDING],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        yield int(process.stdout.readline())
+    finally:
+        process.stdin.close()  # the server stops when its stdin closes
+        process.wait(timeout=10)
+
+
+def _arrivals(port: int) -> list[float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/arrivals", timeout=10) as response:
+        return sorted(json.loads(response.read())["arrivals"])
+
+
+def _densest(times: list[float], width: float) -> int:
+    return max(bisect.bisect_left(times, start + width) - index for index, start in enumerate(times))
+
+
+def _model(
+    name: str, api_base: str, limit: str | None, transport: str = "native", **config: Any
+) -> LiteLLMModel:
+    params = {
+        "model": "openai/gpt-4o-mini",
+        "api_base": api_base,
+        "api_key": "sk-test",
+        "transport": transport,
+    }
+    return LiteLLMModel(
+        name=name,
+        config={
+            "model_list": [{"model_name": name, "litellm_params": params}],
+            "request_limit": {} if limit is None else {name: limit},
+            "num_retries": 0,
+            **config,
+        },
+    )
+
+
+async def test_a_burst_never_exceeds_the_limit_in_any_window_the_server_sees(load_server: int) -> None:
+    # The first window's requests each open a new connection, and every waiting caller's own work runs
+    # between their grant and their write; the next window's go out at once on pooled connections. Were
+    # requests counted from their grant, the server would see most of two windows in one period.
+    calls, limit = 600, 150  # "150 per 1 second": at least 3 s
+    llm = _model("burst-native", f"http://127.0.0.1:{load_server}/v1", f"{limit} per 1 second")
+    started = time.monotonic()
+    results = await asyncio.gather(*(llm.call_single(f"question {i}") for i in range(calls)))
+    wall = time.monotonic() - started
+    assert all(result.text for result in results)
+    arrivals = _arrivals(load_server)
+    assert len(arrivals) == calls
+    assert wall >= (calls / limit - 1) - 0.1  # the limiter paced the run
+    assert _densest(arrivals, 1.0) <= limit
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_requests_refused_before_reaching_the_server_are_handed_back(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "3 per 30 seconds": three refused requests kept in the window would hold the next three for 30 s
+    # (here: a RateLimitTimeout after 5 s). Handed back, the next three are released at once.
+    monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "5")
+    port = _free_port()  # nothing listens there yet: connections are refused
+    name = f"refused-{transport}"
+    llm = _model(name, f"http://127.0.0.1:{port}/{RECORDING}/v1", "3 per 30 seconds", transport)
+    for _ in range(3):
+        with pytest.raises(Exception, match=r"(?i)connection"):  # as litellm words it on each transport
+            await llm.call_single("hi")
+    server = ReplayServer(port=port).start()
+    try:
+        started = time.monotonic()
+        released = []
+
+        async def call() -> None:
+            assert (await llm.call_single("hi")).text
+            released.append(time.monotonic() - started)
+
+        await asyncio.gather(*(call() for _ in range(3)))
+        assert len(server.requests_for(RECORDING)) == 3
+        assert max(released) < 3.0, released
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_replay() -> Iterator[ReplayServer]:
+    """A replay server of this test alone: every request it receives is this test's."""
+    server = ReplayServer().start()
+    yield server
+    server.stop()
+
+
+async def test_a_request_written_late_is_counted_when_written_or_not_sent(
+    private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One connection for everything: a slow call holds it for 1 s, so the limited call, granted at
+    # once, is written only then. Meanwhile another use fills its window: counted at its write, it
+    # would exceed the limit, so it is not written and the limiter's own error reaches the caller.
+    monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "1")
+    base = private_replay.openai_base(RECORDING)
+    private_replay.inject(RECORDING, Fault(delay=1.0, replay=True))
+    slow = _model("pool-slow", base, None, max_connections=1)
+    limited = _model("pool-limited", base, "1 per 30 seconds", max_connections=1)
+    holding = asyncio.create_task(slow.call_single("hi"))
+    await asyncio.to_thread(private_replay.wait_for_requests, 1)
+    waiting = asyncio.create_task(limited.call_single("hi"))
+    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    await GLOBAL_LIMITER.adjust(("client|request", "pool-limited"), 1, "1 per 30 seconds")
+    with pytest.raises(RateLimitTimeout, match="counted again"):
+        await waiting
+    assert (await holding).text
+    assert len(private_replay.received) == 1  # the limited call never reached the server
+    status = (await GLOBAL_LIMITER.rate_limit_status())[("client|request", "pool-limited")]
+    assert status["n_items_in_period"] == 1  # the adjust alone: the unsent call's unit went back
