@@ -21,11 +21,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Final
 
-from pydantic_core import from_json
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
 
 from lmi._lazy import aviary_core
 from lmi.cache.store import NO_LEASE, CacheStore, Entry, Item, Lease
-from lmi.types import Deferred, LLMResult
+from lmi.types import Deferred, LLMResult, cvar_session_id
 
 if TYPE_CHECKING:
     from lmi.cost.tracker import CostTracker
@@ -41,7 +42,9 @@ _PER_CALL_FIELDS: Final = frozenset(
 _NOT_STORED: Final = set(_PER_CALL_FIELDS)
 _NOT_STORED_NOR_MESSAGES: Final = {*_PER_CALL_FIELDS, "messages"}
 _INCOMPLETE_FINISH = frozenset({None, "error"})
-_validate: Callable[[dict[str, Any]], LLMResult] = LLMResult.__pydantic_validator__.validate_python
+_SET_ON_A_HIT: Final = frozenset(
+    {"cost", "cost_saved", "cache_hit", "seconds_to_first_token", "seconds_to_last_token", "prompt"}
+)
 
 
 class _LeaderCancelled(Exception):
@@ -91,35 +94,43 @@ def _aviary_prompt() -> Callable[[list[Any]], list[Any]]:
     return _aviary_prompt
 
 
+class _Stored(TypedDict):
+    v: int
+    results: list[LLMResult]
+
+
+@cache
+def _stored() -> TypeAdapter[_Stored]:
+    """Stored entries parsed and validated in one pass (built on the first hit)."""
+    return TypeAdapter(_Stored)
+
+
 def decode_results(value: bytes, prompt: list[Any] | None, elapsed: float) -> list[LLMResult]:
     """Stored results as this call's hits: fresh ids and times, cost 0, the stored cost as saved.
 
     Messages (aviary's, which import litellm) are built when first read, as on a miss.
     """
-    data = from_json(value)
-    if data.get("v") != FORMAT_VERSION:
-        raise ValueError(f"entry format {data.get('v')!r}, expected {FORMAT_VERSION}")
-    deferred_prompt: Deferred | None = None
+    data = _stored().validate_json(value)
+    if data["v"] != FORMAT_VERSION:
+        raise ValueError(f"entry format {data['v']!r}, expected {FORMAT_VERSION}")
     if prompt and any(type(m) is dict for m in prompt):  # plain messages: aviary ones when first read
-        deferred_prompt = Deferred(partial(_aviary_prompt(), prompt), prompt)
-    results = []
-    for row in data["results"]:
-        for field in _PER_CALL_FIELDS.intersection(row):  # entries stored before a field was per call
-            del row[field]
-        row["cost_saved"] = float(row.pop("cost", 0.0) or 0.0)
-        messages = row.pop("messages", None)
-        row["prompt"] = prompt if deferred_prompt is None else None
-        row["cache_hit"] = True
-        row["seconds_to_first_token"] = row["seconds_to_last_token"] = elapsed
-        result = _validate(row)
+        shown: Any = Deferred(partial(_aviary_prompt(), prompt), prompt)
+    else:
+        shown = list(prompt) if prompt is not None else None
+    session = cvar_session_id.get()
+    for result in data["results"]:
+        # What describes this call, set over what was validated (fresh ids and dates came with it).
         fields = result.__dict__
+        fields["cost_saved"], fields["cost"] = fields["cost"], 0.0
+        fields["cache_hit"] = True
+        fields["seconds_to_first_token"] = fields["seconds_to_last_token"] = elapsed
+        fields["session_id"] = session  # entries stored before it was per call hold their own
+        fields["prompt"] = shown
+        messages = fields["messages"]
         if messages is not None:
             fields["messages"] = Deferred(partial(_messages, messages), messages)
-            result.__pydantic_fields_set__.add("messages")
-        if deferred_prompt is not None:
-            fields["prompt"] = deferred_prompt
-        results.append(result)
-    return results
+        result.__pydantic_fields_set__.update(_SET_ON_A_HIT)
+    return data["results"]
 
 
 class ChatCache:
