@@ -1,4 +1,5 @@
-"""The Redis store and single flight across processes, on a real redis-server."""
+"""The Redis store beyond what every store does (test_store.py): a cache that is down or dies, and single
+flight across processes, on a real redis-server."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from aviary.core import Message
 
 from lmi import LiteLLMModel
-from lmi.cache import Item, open_cache
+from lmi.cache import open_cache
 from lmi.cache.redis import CacheUnavailableWarning, RedisStore
 from tests.rate_limiter.conftest import RedisServer, free_port
 from tests.replay import Fault, ReplayServer
@@ -33,50 +34,6 @@ def model(replay: ReplayServer, cache: str) -> LiteLLMModel:
         name="gpt-4o-mini",
         config={"model_list": [{"model_name": "gpt-4o-mini", "litellm_params": params}], "cache": cache},
     )
-
-
-def item(key: str, size: int = 100, cost: float = 0.5) -> Item:
-    return Item(key, b"v" * size, cost, "chat", "model-a")
-
-
-async def test_round_trip_stats_and_clear(redis_url: str) -> None:
-    store = RedisStore(redis_url, max_bytes=None, ttl_seconds=None)
-    assert await store.get("a") is None
-    await store.put(item("a", cost=0.25))
-    await store.put(item("b", size=10, cost=1.0))
-    entry = await store.get("a")
-    assert entry is not None
-    assert (entry.value, entry.cost_usd) == (b"v" * 100, 0.25)
-    assert set(await store.get_many(["a", "b", "c"])) == {"a", "b"}
-    await store.put(item("a", size=1))  # replaced, not added
-    stats = await store.stats()
-    assert (stats.entries, stats.size_bytes, stats.hits) == (2, 2 + 11, 3)
-    assert stats.saved_usd == pytest.approx(1.5)
-    assert await store.clear() == 2
-    assert (await store.stats()).entries == 0
-    assert await store.get("b") is None
-
-
-async def test_least_recently_used_go_first(redis_url: str) -> None:
-    store = RedisStore(redis_url, max_bytes=3 * 101, ttl_seconds=None)
-    for key in "abc":
-        await store.put(item(key))
-        await asyncio.sleep(0.002)  # distinct millisecond scores
-    assert await store.get("a") is not None
-    await asyncio.sleep(0.002)
-    await store.put(item("d"))
-    assert set(await store.get_many(list("abcd"))) == {"a", "c", "d"}
-    assert (await store.stats()).size_bytes == 3 * 101
-
-
-async def test_ttl_expires_entries(redis_url: str) -> None:
-    store = RedisStore(redis_url, max_bytes=None, ttl_seconds=0.3)
-    await store.put(item("a"))
-    assert await store.get("a") is not None
-    await asyncio.sleep(0.5)
-    assert await store.get("a") is None
-    stats = await store.stats()
-    assert (stats.entries, stats.size_bytes) == (0, 0)
 
 
 async def test_chat_hit_through_redis(replay: ReplayServer, redis_url: str) -> None:

@@ -1,4 +1,5 @@
-"""The SQLite store: LRU cap, TTL, statistics, bad files, and many processes writing at once."""
+"""The SQLite store beyond what every store does (test_store.py): clearing by age, bad files, many processes
+writing at once, hit statistics written behind."""
 
 from __future__ import annotations
 
@@ -35,65 +36,6 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 
 def item(key: str, size: int = 100, cost: float = 0.5) -> Item:
     return Item(key, b"v" * size, cost, "chat", "model-a")
-
-
-async def test_round_trip_and_stats(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
-    assert await store.get("a") is None
-    await store.put(item("a", cost=0.25))
-    await store.put(item("b", size=10, cost=1.0))
-    entry = await store.get("a")
-    assert entry is not None
-    assert entry.value == b"v" * 100
-    assert entry.cost_usd == 0.25
-    found = await store.get_many(["a", "b", "c"])
-    assert set(found) == {"a", "b"}
-    stats = await store.stats()
-    assert (stats.entries, stats.size_bytes) == (2, 100 + 1 + 10 + 1)
-    assert stats.hits == 3
-    assert stats.saved_usd == pytest.approx(0.25 + 0.25 + 1.0)
-    await store.put(item("a", size=1, cost=0.1))  # replaced, not added
-    stats = await store.stats()
-    assert (stats.entries, stats.size_bytes) == (2, 2 + 11)
-
-
-async def test_least_recently_used_entries_go_first(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", max_bytes=3 * 101, ttl_seconds=None)
-    for key in "abc":
-        await store.put(item(key))
-    assert await store.get("a") is not None  # a is now more recent than b and c
-    await store.put(item("d"))
-    assert set(await store.get_many(list("abcd"))) == {"a", "c", "d"}
-    await asyncio.sleep(0.01)
-    assert await store.get("d") is not None  # d is now the most recent
-    await store.put(item("e", size=150))  # needs two entries' room
-    assert set(await store.get_many(list("abcde"))) == {"d", "e"}
-    assert (await store.stats()).size_bytes <= 3 * 101
-
-
-async def test_an_entry_larger_than_the_cap_is_kept_alone(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "c.db", max_bytes=50, ttl_seconds=None)
-    await store.put(item("a", size=10))
-    await store.put(item("big", size=500))
-    assert set(await store.get_many(["a", "big"])) == {"big"}
-
-
-async def test_entries_expire_after_the_ttl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [1_000_000.0]
-
-    class Clock:
-        @staticmethod
-        def time() -> float:
-            return now[0]
-
-    monkeypatch.setattr(sqlite_store, "time", Clock)
-    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=60)
-    await store.put(item("old"))
-    now[0] += 30
-    await store.put(item("new"))
-    now[0] += 40  # old is 70 s old, new 40 s
-    assert set(await store.get_many(["old", "new"])) == {"new"}
-    assert (await store.stats()).entries == 1
 
 
 async def test_clear_all_or_older_than(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
