@@ -91,8 +91,11 @@ def test_killed_pipeline_resumes_without_asking_again(tmp_path: Path) -> None:
         answered = {int(first.stdout.readline()) for _ in range(CALLS // 2)}
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
+        first.stdout.close()
         asked_first = server.take()
-        stored = {key for (key,) in sqlite3.connect(cache).execute("SELECT key FROM entries")}
+        connection = sqlite3.connect(cache)
+        stored = {key for (key,) in connection.execute("SELECT key FROM entries")}
+        connection.close()
         assert len(stored) >= len(answered)  # every answer the pipeline received survived the kill
 
         second = pipeline(server, cache, output)
