@@ -89,19 +89,27 @@ _ENCODE: Final = json.JSONEncoder(
 ).encode
 
 
+_STRING: Final = json.encoder.encode_basestring  # a str as JSON, non-ASCII kept (ensure_ascii=False)
+
+
 def digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(_ENCODE(document).encode()).hexdigest()
 
 
-def _plain_messages(messages: list[Any]) -> bool:
-    """Messages that are already canonical: dicts of text (the common prompt), nothing to convert."""
+def _plain_messages_json(messages: list[Any]) -> str | None:
+    """The canonical JSON of messages that are dicts of text (the common prompt), written directly (as
+    the encoder would: keys sorted, strings escaped alike); None for anything else."""
+    parts = []
     for message in messages:
         if type(message) is not dict:
-            return False
-        for name, value in message.items():
+            return None
+        fields = []
+        for name, value in sorted(message.items()):
             if type(name) is not str or type(value) is not str:
-                return False
-    return True
+                return None
+            fields.append(f"{_STRING(name)}:{_STRING(value)}")
+        parts.append("{" + ",".join(fields) + "}")
+    return "[" + ",".join(parts) + "]"
 
 
 class ChatKeys:
@@ -148,9 +156,7 @@ class ChatKeys:
             if params.get("n") == 1:
                 del params["n"]
             tail = self._tail_of(params)
-        if not _plain_messages(messages):
-            messages = _canonical(messages, "messages")
-        text = _ENCODE(messages).encode()
+        text = (_plain_messages_json(messages) or _ENCODE(_canonical(messages, "messages"))).encode()
         hashed = hashlib.sha256(b'{"kind":"chat","messages":')
         hashed.update(text)
         hashed.update(tail)
