@@ -226,3 +226,14 @@ async def test_hits_are_kept_while_another_process_holds_the_write_lock(tmp_path
     assert totals_on_disk(store.path) == (1, pytest.approx(0.25))  # the hit it took
     await store.flush()
     assert totals_on_disk(store.path) == (2, pytest.approx(0.5))
+
+
+async def test_aclose_writes_the_hits(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", max_bytes=None, ttl_seconds=None)
+    await store.put(item("a", cost=0.25))
+    assert await store.get("a") is not None
+    await store.count_hits(1, 0.25)  # a caller that shared an identical request's answer
+    await store.aclose()
+    assert totals_on_disk(store.path) == (2, pytest.approx(0.5))
+    assert await store.get("a") is not None  # still usable: connections reopen
+    assert (await store.stats()).hits == 3
