@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import json
 import socket
 import subprocess
@@ -97,19 +98,38 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.mark.parametrize("transport", ["native", "litellm"])
-async def test_requests_refused_before_reaching_the_server_are_handed_back(
-    transport: str, monkeypatch: pytest.MonkeyPatch
+@contextlib.contextmanager
+def _unreachable(failure: str) -> Iterator[int]:
+    """A loopback port whose connections are refused, or never accepted (a full listen backlog: the
+    handshake hangs until the client's connect timeout); afterwards the port is free again."""
+    if failure == "refused":
+        yield _free_port()  # nothing listens there
+        return
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # room for one connection not yet accepted ...
+        filler.connect(listener.getsockname())  # ... taken: further handshakes go unanswered
+        yield int(listener.getsockname()[1])
+
+
+# Not litellm with a connect timeout: lmi's attempt timeout (the same value) cancels the litellm call at
+# that moment, and a cancelled litellm call cannot tell whether its request went out, so it keeps it.
+@pytest.mark.parametrize(
+    ("transport", "failure"), [("native", "refused"), ("native", "connect timeout"), ("litellm", "refused")]
+)
+async def test_requests_that_never_reached_the_server_are_handed_back(
+    transport: str, failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # "3 per 30 seconds": three refused requests kept in the window would hold the next three for 30 s
+    # "3 per 30 seconds": three unsent requests kept in the window would hold the next three for 30 s
     # (here: a RateLimitTimeout after 5 s). Handed back, the next three are released at once.
     monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "5")
-    port = _free_port()  # nothing listens there yet: connections are refused
-    name = f"refused-{transport}"
-    llm = _model(name, f"http://127.0.0.1:{port}/{RECORDING}/v1", "3 per 30 seconds", transport)
-    for _ in range(3):
-        with pytest.raises(Exception, match=r"(?i)connection"):  # as litellm words it on each transport
-            await llm.call_single("hi")
+    name = f"unsent-{transport}-{failure}"
+    with _unreachable(failure) as port:
+        base = f"http://127.0.0.1:{port}/{RECORDING}/v1"
+        llm = _model(name, base, "3 per 30 seconds", transport, timeout=0.5)
+        for _ in range(3):
+            with pytest.raises(Exception, match=r"(?i)connection|timed? ?out"):  # as litellm words it
+                await llm.call_single("hi")
     server = ReplayServer(port=port).start()
     try:
         started = time.monotonic()
@@ -156,3 +176,24 @@ async def test_a_request_written_late_is_counted_when_written_or_not_sent(
     assert len(private_replay.received) == 1  # the limited call never reached the server
     status = (await GLOBAL_LIMITER.rate_limit_status())[("client|request", "pool-limited")]
     assert status["n_items_in_period"] == 1  # the adjust alone: the unsent call's unit went back
+
+
+async def test_a_call_cancelled_while_waiting_for_a_connection_hands_its_charge_back(
+    private_replay: ReplayServer,
+) -> None:
+    base = private_replay.openai_base(RECORDING)
+    private_replay.inject(RECORDING, Fault(delay=1.0, replay=True))
+    slow = _model("cancel-slow", base, None, max_connections=1)
+    limited = _model("cancel-limited", base, "5 per 30 seconds", max_connections=1)
+    holding = asyncio.create_task(slow.call_single("hi"))
+    await asyncio.to_thread(private_replay.wait_for_requests, 1)
+    waiting = asyncio.create_task(limited.call_single("hi"))
+    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    key = ("client|request", "cancel-limited")
+    assert (await GLOBAL_LIMITER.rate_limit_status())[key]["n_items_in_period"] == 1
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert (await GLOBAL_LIMITER.rate_limit_status())[key]["n_items_in_period"] == 0
+    assert (await holding).text
+    assert len(private_replay.received) == 1
