@@ -10,8 +10,10 @@ import pytest
 
 from lmi import BatchItemError, LiteLLMModel
 from lmi.cost import GLOBAL_COST_TRACKER, cost_tracking_ctx
+from lmi.llms.transports.session import session_for
 from tests.batch.conftest import price_map_entry
 from tests.batch.servers import BatchServer
+from tests.reliability.sockets import client_sockets_to, proc_available
 from tests.replay import load_recording
 
 
@@ -226,3 +228,18 @@ async def test_answers_in_the_response_cache_are_not_submitted(
     )
     assert len(batch_server.created()[-1].items) == 2
     assert not any(r.cache_hit for r in refreshed)  # type: ignore[union-attr]
+
+
+@pytest.mark.skipif(not proc_available(), reason="reads this process's sockets from /proc (Linux)")
+async def test_batches_ride_the_loops_pooled_connections(batch_server: BatchServer, batch_dir: Path) -> None:
+    # The native transport's session for this loop: what is left open after a batch is its keep-alive
+    # connection, and a second batch reuses it rather than opening (and closing) a session of its own.
+    llm = model(batch_server)
+    port = int(batch_server.openai_base.split(":")[2].split("/")[0])
+    await llm.call_batch(["Say hello"], batch_dir=str(batch_dir))
+    first = client_sockets_to(port)
+    assert first == ["ESTABLISHED"]  # one connection, kept alive in the pool
+    await llm.call_batch(["What does 42 mean?"], batch_dir=str(batch_dir))
+    assert client_sockets_to(port) == first
+    pooled = await session_for(llm.settings.max_connections)
+    assert not pooled.closed

@@ -20,11 +20,11 @@ from lmi.batch.runner import (
 from lmi.batch.store import BatchStore, Item, Job
 from lmi.batch.wire import anthropic_completion, openai_completion
 from lmi.exceptions import BatchItemError, JSONSchemaValidationError
+from lmi.llms.config import DEFAULT_MAX_CONNECTIONS
+from lmi.llms.transports.session import session_for
 from lmi.types import LLMResult
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from lmi.llms.base import OutputType
     from lmi.llms.litellm_model import LiteLLMModel
 
@@ -32,15 +32,12 @@ BatchOutcome = LLMResult | Exception
 
 
 @contextlib.asynccontextmanager
-async def _provider(target: Target) -> AsyncIterator[BatchProvider]:
-    import aiohttp
-
-    timeout = aiohttp.ClientTimeout(total=300, sock_connect=30)
-    session: aiohttp.ClientSession = aiohttp.ClientSession(timeout=timeout, trust_env=True)
-    try:
-        yield PROVIDERS[target.provider](target.base_url, target.api_key, session)
-    finally:
-        await session.close()
+async def _provider(
+    target: Target, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> AsyncIterator[BatchProvider]:
+    """The provider's batch API on the loop's pooled session (the native transport's, closed with the
+    loop): a batch shares keep-alive connections, proxies and TLS settings with the model's calls."""
+    yield PROVIDERS[target.provider](target.base_url, target.api_key, await session_for(max_connections))
 
 
 def _options(model: LiteLLMModel, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +66,7 @@ async def submit_batch(
     options = _options(model, kwargs)
     kwargs.pop("cache", None)
     store, job, target, _, _ = _prepare(model, prompts, output_type, tools, tool_choice, batch_dir, kwargs)
-    async with _provider(target) as provider:
+    async with _provider(target, model.settings.max_connections) as provider:
         runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
         await runner.submit_pending()
         # Nobody in this process will collect: the reservations end here, and collecting charges the cost.
@@ -97,7 +94,7 @@ async def call_batch(
 
     async def run() -> list[BatchOutcome]:
         cached = await _cached(cache, keys, sent, store, job)
-        async with _provider(target) as provider:
+        async with _provider(target, model.settings.max_connections) as provider:
             runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
             items = await runner.run()
             name = model.settings.chain[0].name

@@ -100,8 +100,12 @@ class BatchProvider:
     async def _request(self, method: str, url: str, action: str, **kwargs: Any) -> bytes:
         import aiohttp
 
+        # Uploads and result files can be large: bounded as a whole, unlike a chat request.
+        timeout = aiohttp.ClientTimeout(total=300, sock_connect=30)
         try:
-            async with self.session.request(method, url, headers=self._headers(), **kwargs) as response:
+            async with self.session.request(
+                method, url, headers=self._headers(), timeout=timeout, **kwargs
+            ) as response:
                 payload = await response.read()
                 if response.status >= 400:
                     raise BatchAPIError(self.name, action, response.status, _error_text(payload))
