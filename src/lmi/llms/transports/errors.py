@@ -120,6 +120,25 @@ def malformed(
         exc = exceptions.APIConnectionError(message=message, llm_provider=provider, model=model)
         exc.status_code = 500
         return exc
+    return _as_server_error(
+        provider=provider, deployment=deployment, model=model, url=url, status=status, headers=headers,
+        body=body, detail=detail,
+    )  # fmt: skip
+
+
+def _as_server_error(
+    *,
+    provider: str,
+    deployment: str,
+    model: str,
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: str,
+    detail: str,
+) -> Exception:
+    """A 2xx that is no completion, raised as litellm raises it: as the HTTP 500 it stands for (retried
+    like one), its message naming the status the server really sent."""
     return status_error(
         provider=provider, deployment=deployment, model=model, url=url, status=500, headers=headers,
         body=body, detail=f"(HTTP {status}) {detail}",
@@ -137,10 +156,10 @@ def error_in_body(
     body: str,
 ) -> Exception:
     """A 2xx carrying an error object instead of a completion."""
-    if provider == "anthropic":  # litellm raises these as the 500 they stand for
-        return status_error(
-            provider=provider, deployment=deployment, model=model, url=url, status=500, headers=headers,
-            body=body, detail=f"(HTTP {status}) error in the body: {provider_message(body)}",
+    if provider == "anthropic":
+        return _as_server_error(
+            provider=provider, deployment=deployment, model=model, url=url, status=status, headers=headers,
+            body=body, detail=f"error in the body: {provider_message(body)}",
         )  # fmt: skip
     exceptions = litellm().exceptions
     message = f"{deployment}: {provider} answered HTTP {status} with an error: {provider_message(body)}"
