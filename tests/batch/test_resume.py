@@ -66,3 +66,9 @@ async def test_killed_mid_poll_then_collected_once(batch_server: BatchServer, ba
         for name in ("openai-chat-ea3a00", "openai-chat-887c4f")
     ]
     assert [r.text for r in results] == expected  # type: ignore[union-attr]
+    from lmi.batch.store import BatchStore
+
+    store = BatchStore(batch_dir)
+    (job,) = store.jobs()
+    items = store.items(job.job_id)
+    assert store.count_answered(job.job_id) == sum(1 for i in items if i.kind not in (None, "expired")) == 2

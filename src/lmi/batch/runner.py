@@ -309,6 +309,6 @@ class BatchRunner:
 
     def _advance(self, bar: Any) -> None:
         done = sum(d for _, state, _, d in self.store.batches(self.job.job_id) if state != "collected")
-        done += sum(1 for i in self.store.items(self.job.job_id) if i.kind not in (None, "expired"))
+        done += self.store.count_answered(self.job.job_id)  # each poll: counted, not every body decoded
         bar.n = min(done, self.job.n_items)
         bar.refresh()

@@ -171,6 +171,15 @@ class BatchStore:
             for idx, cid, body, batch, kind, answer, error, tracked, attempts in rows
         ]  # fmt: skip
 
+    def count_answered(self, job_id: str) -> int:
+        """Items with an outcome other than ``expired`` (which is resubmitted): a COUNT, no bodies read."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT COUNT(*) FROM items WHERE job_id = ? AND kind IS NOT NULL AND kind != 'expired'",
+                (job_id,),
+            ).fetchone()
+        return int(row[0])
+
     def custom_ids(self, job_id: str, batch_id: str) -> set[str]:
         """The items that went into ``batch_id``."""
         with self._connect() as db:
