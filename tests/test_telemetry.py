@@ -484,6 +484,8 @@ async def test_budget_waits_are_child_spans(replay: ReplayServer, otel: Telemetr
 
 
 async def test_a_batch_job_is_one_span_over_its_items(tmp_path: Any, otel: Telemetry) -> None:
+    from lmi.batch import collect_batch
+    from lmi.batch.store import BatchStore
     from tests.batch.conftest import OPENAI_RECORDINGS, price_map_entry
     from tests.batch.servers import BatchServer
 
@@ -495,10 +497,16 @@ async def test_a_batch_job_is_one_span_over_its_items(tmp_path: Any, otel: Telem
         results = await LiteLLMModel(name=name, config=config).call_batch(
             ["Say hello", "What does 42 mean?"], batch_dir=str(tmp_path / "batches")
         )
+        (job,) = BatchStore(tmp_path / "batches").jobs()
+        cost_once = sum(point.value for point in otel.points("lmi.client.cost"))
+        again = await collect_batch(job.job_id, batch_dir=str(tmp_path / "batches"))
     finally:
         server.stop()
 
-    span = otel.one("batch ")
+    assert [r.text for r in again] == [r.text for r in results]  # type: ignore[union-attr]
+    # collected twice, billed once: the second collection adds nothing to the cost counter
+    assert sum(point.value for point in otel.points("lmi.client.cost")) == cost_once > 0
+    span = otel.finished("batch ")[0]
     attributes = dict(span.attributes or {})
     assert span.name == f"batch {name}"
     assert attributes["gen_ai.operation.name"] == "batch"

@@ -92,20 +92,20 @@ async def call_batch(
         model, prompts, output_type, tools, tool_choice, batch_dir, kwargs, keyed=cache is not None
     )
 
-    async def run() -> list[BatchOutcome]:
+    async def run() -> tuple[list[BatchOutcome], list[LLMResult]]:
         cached = await _cached(cache, keys, sent, store, job)
         async with _provider(target, model.settings.max_connections) as provider:
             runner = BatchRunner(store, job, provider, budgets=_budgets(model), **options)
             items = await runner.run()
             name = model.settings.chain[0].name
-            outcomes, new_cost = results(store, job, name, items, sent, output_type, cached)
-            await runner.settle_budgets(new_cost)
+            outcomes, fresh = results(store, job, name, items, sent, output_type, cached)
+            await runner.settle_budgets(sum(result.cost for result in fresh))
         if cache is not None:  # what the batch answered, a later call (or batch) finds in the cache
             for item, outcome in zip(items, outcomes, strict=True):
                 key = keys[item.idx]
                 if key and item.kind == "succeeded" and isinstance(outcome, LLMResult):
                     await cache[0].store_results(key, [outcome])
-        return outcomes
+        return outcomes, fresh
 
     return await _traced(job, target, run)
 
@@ -155,33 +155,47 @@ def _budgets(model: LiteLLMModel) -> tuple[Any, ...]:
 
 
 async def _traced(
-    job: Job, target: Target, run: Callable[[], Awaitable[list[BatchOutcome]]]
+    job: Job,
+    target: Target,
+    run: Callable[[], Awaitable[tuple[list[BatchOutcome], list[LLMResult]]]],
 ) -> list[BatchOutcome]:
-    """Run a whole job inside a ``batch {model}`` span (with its metrics) when telemetry is recorded."""
+    """Run a whole job inside a ``batch {model}`` span (with its metrics) when telemetry is recorded.
+
+    The span describes every answer the job holds; the metrics count only what this run tracked for the
+    first time, so collecting a job again adds no tokens or cost to them.
+    """
     with telemetry.traced_operation("batch", job.model, target.provider) as operation:
         if operation is None:
-            return await run()
+            return (await run())[0]
         operation.set({"lmi.batch.job_id": job.job_id, "lmi.batch.items": job.n_items})
         try:
-            outcomes = await run()
+            outcomes, fresh = await run()
         except BaseException as exc:
             operation.finish(error=exc)
             raise
         answered = [outcome for outcome in outcomes if isinstance(outcome, LLMResult)]
-        inputs = sum(result.prompt_count or 0 for result in answered)
-        outputs = sum(result.completion_count or 0 for result in answered)
-        cost = sum(result.cost for result in answered)
         operation.set(
             {
-                "gen_ai.usage.input_tokens": inputs,
-                "gen_ai.usage.output_tokens": outputs,
-                "lmi.cost_usd": cost,
+                **_totals(answered),
                 "lmi.batch.succeeded": len(answered),
                 "lmi.batch.failed": len(outcomes) - len(answered),
             }
         )
-        operation.finish(input_tokens=inputs, output_tokens=outputs, cost=cost)
+        new = _totals(fresh)
+        operation.finish(
+            input_tokens=new["gen_ai.usage.input_tokens"],
+            output_tokens=new["gen_ai.usage.output_tokens"],
+            cost=new["lmi.cost_usd"],
+        )
         return outcomes
+
+
+def _totals(answered: list[LLMResult]) -> dict[str, Any]:
+    return {
+        "gen_ai.usage.input_tokens": sum(result.prompt_count or 0 for result in answered),
+        "gen_ai.usage.output_tokens": sum(result.completion_count or 0 for result in answered),
+        "lmi.cost_usd": sum(result.cost for result in answered),
+    }
 
 
 def _prepare(
@@ -250,10 +264,11 @@ def results(
     prompts: list[list[Any]] | None = None,
     output_type: OutputType | None = None,
     cached: dict[int, LLMResult] | None = None,
-) -> tuple[list[BatchOutcome], float]:
-    """One result or exception per item, and what the items tracked now for the first time cost.
+) -> tuple[list[BatchOutcome], list[LLMResult]]:
+    """One result or exception per item, and the results tracked now for the first time.
 
-    Each item's cost is tracked (and counted by budgets) once, ever, however often the job is collected.
+    Each item's cost is tracked (and counted by budgets and metrics) once, ever, however often the job is
+    collected.
     """
     from lmi.cost import GLOBAL_COST_TRACKER
     from lmi.cost.batch_pricing import batch_usage_cost
@@ -263,7 +278,7 @@ def results(
     decode = openai_completion if job.provider == "openai" else anthropic_completion
     outcomes: list[BatchOutcome] = []
     newly_tracked = []
-    new_cost = 0.0
+    fresh: list[LLMResult] = []
     for item in items:
         if item.kind == "cached":
             hit = (cached or {}).get(item.idx)
@@ -292,7 +307,7 @@ def results(
         if not item.tracked:
             GLOBAL_COST_TRACKER.record(name, usage, cost, tag="batch", priced=batch_cost is not None)
             newly_tracked.append(item.idx)
-            new_cost += cost
+            fresh.append(result)
         if output_type is not None:
             try:
                 validate_output(result, output_type)
@@ -302,7 +317,7 @@ def results(
         outcomes.append(result)
     if newly_tracked:
         store.mark_tracked(job.job_id, newly_tracked)
-    return outcomes, new_cost
+    return outcomes, fresh
 
 
 async def collect_batch(job_id: str, *, batch_dir: str | None = None, **options: Any) -> list[BatchOutcome]:
@@ -313,13 +328,13 @@ async def collect_batch(job_id: str, *, batch_dir: str | None = None, **options:
     job = _find(store, job_id)
     target = _target_of(job)
 
-    async def run() -> list[BatchOutcome]:
+    async def run() -> tuple[list[BatchOutcome], list[LLMResult]]:
         async with _provider(target) as provider:
             runner = BatchRunner(store, job, provider, budgets=active_budgets(), **options)
             items = await runner.run()
-            outcomes, new_cost = results(store, job, job.model, items)
-            await runner.settle_budgets(new_cost)
-        return outcomes
+            outcomes, fresh = results(store, job, job.model, items)
+            await runner.settle_budgets(sum(result.cost for result in fresh))
+        return outcomes, fresh
 
     return await _traced(job, target, run)
 
