@@ -293,6 +293,32 @@ async def test_rate_limit_charges_tokens_to_the_global_limiter(replay: ReplaySer
     assert status[("client", name)]["n_items_in_period"] == tokens
 
 
+async def test_rate_limit_is_settled_to_the_billed_tokens_and_refunded_on_failure(
+    replay: ReplayServer,
+) -> None:
+    limiter = global_limiter()
+    name = "openai/text-embedding-3-small#settle"  # a key no other test charges
+    billed = json.loads(recorded_exchange(ONE, ["test1"])["response"])
+    billed["usage"]["prompt_tokens"] = billed["usage"]["total_tokens"] = 5  # the provider's count, not ours
+    replay.inject(ONE, Fault(status=200, body=json.dumps(billed), times=1))
+    model = replayed_model(
+        replay,
+        ONE,
+        name=name,
+        config={"rate_limit": "1000 per minute", "kwargs": {"model": "text-embedding-3-small"}},
+    )
+    await model.embed_documents(["test1"])
+    status = await limiter.rate_limit_status()
+    assert status[("client", name)]["n_items_in_period"] == 5
+
+    replay.inject(ONE, Fault(status=400, times=1))
+    with pytest.raises(EmbeddingBatchError):
+        await model.embed_documents(["test1"])
+    assert len(replay.requests_for(ONE)) == 2  # the failed batch did reach the server
+    status = await limiter.rate_limit_status()
+    assert status[("client", name)]["n_items_in_period"] == 5  # and its tokens were handed back
+
+
 async def test_a_batch_heavier_than_the_rate_limit_fails_before_sending(replay: ReplayServer) -> None:
     global_limiter()
     model = replayed_model(

@@ -264,21 +264,23 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     ) -> tuple[list[list[float]], TokenUsage, float]:
         from lmi.cost import active_budgets, reserve_all, settle_budgets
         from lmi.cost.estimate import worst_case_embedding_usd
+        from lmi.llms.limits import finish_settlement
 
+        reservation = None
         if rate_limit is not None:
             from lmi.rate_limiter import GLOBAL_LIMITER
 
             with telemetry.waiting("rate_limit", rate_limit_key=f"client|{self.name}", weight=weight):
-                await GLOBAL_LIMITER.try_acquire(("client", self.name), rate_limit=rate_limit, weight=weight)
+                reservation = await GLOBAL_LIMITER.reserve(("client", self.name), rate_limit, weight)
         budgets = active_budgets()
         holds = None
-        if budgets:
-            with telemetry.waiting("budget", model=self.name):
-                holds = await reserve_all(
-                    budgets, worst_case_embedding_usd(self._model, texts), "An embedding batch"
-                )
         prompt_tokens: int | None
         try:
+            if budgets:
+                with telemetry.waiting("budget", model=self.name):
+                    holds = await reserve_all(
+                        budgets, worst_case_embedding_usd(self._model, texts), "An embedding batch"
+                    )
             if self._native is not None:
                 transport, deployment = self._native
                 raw, prompt_tokens = await transport.embed(
@@ -294,9 +296,13 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         except BaseException:
             if holds is not None:
                 await holds.release()
+            if reservation is not None:  # nothing billed: the tokens go back
+                await finish_settlement(reservation.cancel(), self.name)
             raise
         # Billed: recorded before anything about the answer can fail.
         usage, cost = await self._record_cost(texts, prompt_tokens)
+        if reservation is not None:  # the estimate becomes what was billed (never raises)
+            await finish_settlement(reservation.settle(usage.prompt_tokens), self.name)
         if holds is not None:
             await settle_budgets(holds, cost, self.name)
         vectors = [decode_vector(embedding) for embedding in vectors_by_index(data, len(texts))]

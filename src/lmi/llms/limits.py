@@ -72,13 +72,13 @@ class CallLimits:
         """The provider answered and billed ``billed_tokens`` (``completion_tokens`` of them completion)."""
         COMPLETIONS.record(self.model, -(-completion_tokens // max(self.choices, 1)))
         if self.tokens is not None:
-            await _finish(self.tokens.settle(billed_tokens), self.model)
+            await finish_settlement(self.tokens.settle(billed_tokens), self.model)
         await self._free_slot()
 
     async def failed(self) -> None:
         """The request went out but nothing was billed: its request unit stays, its tokens go back."""
         if self.tokens is not None:
-            await _finish(self.tokens.cancel(), self.model)
+            await finish_settlement(self.tokens.cancel(), self.model)
         await self._free_slot()
 
     async def count_from_now(self) -> None:
@@ -93,18 +93,18 @@ class CallLimits:
         """The request never went out: everything goes back."""
         for reservation in (self.tokens, self.requests):
             if reservation is not None:
-                await _finish(reservation.cancel(), self.model)
+                await finish_settlement(reservation.cancel(), self.model)
         await self._free_slot()
 
     async def _free_slot(self) -> None:
         if self.slot is not None:
-            await _finish(self.slot.release(), self.model)
+            await finish_settlement(self.slot.release(), self.model)
 
 
 NO_LIMITS = CallLimits("", None, None, 1)
 
 
-async def _finish(operation: Coroutine[Any, Any, None], model: str) -> None:
+async def finish_settlement(operation: Coroutine[Any, Any, None], model: str) -> None:
     """Run a settlement to its end even if the caller is cancelled; log (never raise) its failure."""
 
     async def logged() -> None:
