@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmi.cli import batch, cache, chat, embed, report, reports
-from lmi.cli._common import CLIError, end_open_line, one_line
+from lmi.cli._common import CLIError, end_open_line, exception_chain, one_line
 
 DEBUG_ENV = "LMI_DEBUG"
 EXIT_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
@@ -91,18 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _reader_went_away(exc: BaseException) -> bool:
     """Whether ``exc`` is, or was caused by, stdout's reader closing the pipe (also inside a model call)."""
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, BrokenPipeError):
-            return True
-        pending += [error.__cause__, error.__context__]
-        pending += [attempt for _, attempt in getattr(error, "attempts", ())]
-    return False
+    return any(isinstance(error, BrokenPipeError) for error in exception_chain(exc))
 
 
 def describe(exc: BaseException) -> str:

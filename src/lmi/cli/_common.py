@@ -6,6 +6,7 @@ import difflib
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 # Sent as the API key to a server given with --api-base when the environment has none: local
@@ -135,6 +136,15 @@ def connection_failure(exc: BaseException) -> str | None:
     Providers' clients wrap the socket error several layers deep (litellm's InternalServerError
     "Connection error." around openai's APIConnectionError around httpx's around the OSError).
     """
+    for error in exception_chain(exc):
+        for kind, reason in _SOCKET_FAILURES:
+            if isinstance(error, kind):
+                return reason
+    return None
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every error behind it, once each: causes, contexts and a ModelCallError's attempts."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
     while pending:
@@ -142,12 +152,9 @@ def connection_failure(exc: BaseException) -> str | None:
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
-        for kind, reason in _SOCKET_FAILURES:
-            if isinstance(error, kind):
-                return reason
+        yield error
         pending += [error.__cause__, error.__context__]
         pending += [attempt for _, attempt in getattr(error, "attempts", ())]
-    return None
 
 
 def one_line(text: str) -> str:
