@@ -48,6 +48,9 @@ class RedisServer:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self._workdir = tempfile.TemporaryDirectory()
+        self._start()
+
+    def _start(self) -> None:
         self._process = subprocess.Popen(
             [
                 REDIS_SERVER,
@@ -69,6 +72,12 @@ class RedisServer:
         except BaseException:
             self.kill()
             raise
+
+    def restart(self) -> None:
+        """Kill the server and start an empty one on the same port (clients must reconnect)."""
+        self._process.kill()
+        self._process.wait(timeout=10)
+        self._start()
 
     def kill(self) -> None:
         if self._process.poll() is None:

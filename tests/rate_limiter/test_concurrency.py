@@ -130,3 +130,35 @@ async def test_a_frozen_redis_is_one_clear_error(private_redis_server: RedisServ
     async with limiter.concurrency(KEY, 2, acquire_timeout=5):  # and it works once Redis is back
         pass
     await limiter.aclose()
+
+
+async def test_releases_still_wake_waiters_after_redis_restarts(private_redis_server: RedisServer) -> None:
+    limiter = GlobalRateLimiter(redis_url=private_redis_server.url)
+    key = ("client|concurrency", "restarted")
+    try:
+        async with limiter.concurrency(key, 1, lease=30):
+            pass  # the release channel is subscribed now
+        private_redis_server.restart()  # an empty server: subscriptions and leases are gone
+        for _ in range(50):  # the client reconnects on its next command
+            try:
+                holder = limiter.concurrency(key, 1, lease=30)
+                await holder.__aenter__()
+                break
+            except RedisUnavailableError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("no slot after the restart")
+        started = time.monotonic()
+
+        async def wait_for_slot() -> float:
+            async with limiter.concurrency(key, 1, lease=30, acquire_timeout=20):
+                return time.monotonic() - started
+
+        waiter = asyncio.create_task(wait_for_slot())
+        await asyncio.sleep(0.3)
+        released = time.monotonic() - started
+        await holder.__aexit__(None, None, None)
+        # woken by the release (heard on the re-subscribed channel), not by the 30 s lease running out
+        assert await waiter - released < 5
+    finally:
+        await limiter.aclose()
