@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 import struct
 import time
 from collections.abc import Callable
@@ -386,3 +387,34 @@ def test_embedding_indices_must_be_a_permutation(indices: list[int]) -> None:
         return
     vectors = vectors_by_index(data, len(indices))
     assert [vectors[index] for index in indices] == [item["embedding"] for item in data]
+
+
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_a_batch_that_never_reached_the_server_hands_its_tokens_back(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A limit of exactly one batch per 30 s: had the refused batch kept its tokens, the next one would
+    # wait 30 s (here: a RateLimitTimeout after 3 s); handed back, it is sent at once.
+    import lmi.rate_limiter
+    from lmi.rate_limiter import GlobalRateLimiter
+
+    limiter = GlobalRateLimiter(use_in_memory=True)
+    monkeypatch.setattr(lmi.rate_limiter, "GLOBAL_LIMITER", limiter)
+    monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "3")
+    tokens = sum(len(ids) for ids in cl100k().encode_ordinary_batch(WORDS))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])  # closed: nothing listens there, connections are refused
+    kwargs = {"api_base": f"http://127.0.0.1:{port}/{NEO}/v1", "api_key": "sk-test-not-a-real-key"}
+    config = {"rate_limit": f"{tokens} per 30 seconds", "transport": transport, "kwargs": kwargs}
+    model = LiteLLMEmbeddingModel(config=config)
+    with pytest.raises(EmbeddingBatchError):
+        await model.embed_documents(WORDS)
+    server = ReplayServer(port=port).start()
+    try:
+        started = time.monotonic()
+        assert await model.embed_documents(WORDS) == recorded_vectors(NEO, WORDS)
+        assert time.monotonic() - started < 2.5
+        assert len(server.requests_for(NEO)) == 1
+    finally:
+        server.stop()

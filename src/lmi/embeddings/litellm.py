@@ -6,7 +6,7 @@ import asyncio
 import base64
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -21,6 +21,9 @@ from lmi.embeddings.base import EmbeddingBatchError, EmbeddingModel, check_texts
 from lmi.embeddings.router_config import ROUTER_KEYS, fold_router_keys
 from lmi.exceptions import BudgetExceeded, ConfigurationError
 from lmi.types import TokenUsage
+
+if TYPE_CHECKING:
+    from lmi.rate_limiter.reservation import Reservation
 
 DEFAULT_CONCURRENCY = 16  # batches in flight at once per embed_documents call
 BASE64_PROVIDERS = frozenset({"openai", "azure"})  # litellm providers asked for base64 vectors
@@ -47,7 +50,8 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
     - ``transport``: ``"auto"`` (default: OpenAI embeddings sent natively, see :mod:`lmi.llms.transports`),
       ``"native"`` or ``"litellm"``; ``max_connections``: the native pool per event loop;
     - ``rate_limit``: tokens per period for this model (``"1000000/minute"``), charged per batch to
-      ``GLOBAL_LIMITER`` under ``("client", name)`` before the batch is sent;
+      ``GLOBAL_LIMITER`` under ``("client", name)`` right before the batch is sent (after budgets), and
+      handed back when the request never reached the server, as for chat calls;
     - ``batch_size``: same as the argument, used when the argument is not given;
     - ``concurrency``: batches in flight at once (default 16);
     - ``progress``: ``True``/``False`` for a progress bar over batches (default: shown for long runs on a
@@ -266,37 +270,49 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
         from lmi.cost.estimate import worst_case_embedding_usd
         from lmi.llms.limits import finish_settlement
 
-        reservation = None
-        if rate_limit is not None:
-            from lmi.rate_limiter import GLOBAL_LIMITER
-
-            with telemetry.waiting("rate_limit", rate_limit_key=f"client|{self.name}", weight=weight):
-                reservation = await GLOBAL_LIMITER.reserve(("client", self.name), rate_limit, weight)
+        # Budgets first: a batch they refuse takes nothing from the rate limit and sends nothing.
         budgets = active_budgets()
         holds = None
+        if budgets:
+            with telemetry.waiting("budget", model=self.name):
+                holds = await reserve_all(
+                    budgets, worst_case_embedding_usd(self._model, texts), "An embedding batch"
+                )
+        reservation: Reservation | None = None
+
+        async def charge() -> Reservation | None:
+            # Right before the request is written (a transport's before_send): the transport counts it
+            # again if the write comes late, and hands it back if the request never reached the server.
+            nonlocal reservation
+            if rate_limit is not None:
+                from lmi.rate_limiter import GLOBAL_LIMITER
+
+                with telemetry.waiting("rate_limit", rate_limit_key=f"client|{self.name}", weight=weight):
+                    reservation = await GLOBAL_LIMITER.reserve(("client", self.name), rate_limit, weight)
+            return reservation
+
         prompt_tokens: int | None
         try:
-            if budgets:
-                with telemetry.waiting("budget", model=self.name):
-                    holds = await reserve_all(
-                        budgets, worst_case_embedding_usd(self._model, texts), "An embedding batch"
-                    )
             if self._native is not None:
                 transport, deployment = self._native
                 raw, prompt_tokens = await transport.embed(
-                    deployment, {"model": self._model, "input": texts, **kwargs}
+                    deployment, {"model": self._model, "input": texts, **kwargs}, charge
                 )
                 data: list[Any] = raw
             else:
                 from lmi._lazy import litellm
+                from lmi.llms.transports.litellm import send_or_refund
 
-                response = await litellm().aembedding(model=self._model, input=texts, **kwargs)
+                charged = await charge()
+                response = await send_or_refund(
+                    litellm().aembedding(model=self._model, input=texts, **kwargs), charged
+                )
                 data = response.data
                 prompt_tokens = getattr(response.usage, "prompt_tokens", None)
         except BaseException:
             if holds is not None:
                 await holds.release()
-            if reservation is not None:  # nothing billed: the tokens go back
+            if reservation is not None:  # nothing billed: the tokens go back (if not handed back already)
                 await finish_settlement(reservation.cancel(), self.name)
             raise
         # Billed: recorded before anything about the answer can fail.

@@ -32,11 +32,11 @@ class LiteLLMTransport:
         module = _imported()
         charge = None if before_send is None else await before_send()
         if requested_n(prepared.get("n")) == 1:
-            return completion_from_response(await _sent(module.acompletion(**prepared), charge))
+            return completion_from_response(await send_or_refund(module.acompletion(**prepared), charge))
         # litellm renumbers choices 0, 1, ... in the order they arrived, losing the provider's index;
         # its per-request logger_fn sees the provider's own body, which still has it.
         raw = _RawResponse()
-        response = await _sent(module.acompletion(**prepared, logger_fn=raw), charge)
+        response = await send_or_refund(module.acompletion(**prepared, logger_fn=raw), charge)
         return completion_from_response(response, indices=raw.choice_indices(len(response.choices)))
 
     async def stream(
@@ -48,7 +48,7 @@ class LiteLLMTransport:
     ) -> Completion:
         module = _imported()
         charge = None if before_send is None else await before_send()
-        stream = await _sent(module.acompletion(**prepared), charge)
+        stream = await send_or_refund(module.acompletion(**prepared), charge)
         assembler = StreamAssembler()
         try:
             async for chunk in stream:
@@ -67,7 +67,7 @@ class LiteLLMTransport:
         return completion
 
 
-async def _sent(request: Awaitable[Any], charge: Charge | None) -> Any:
+async def send_or_refund(request: Awaitable[Any], charge: Charge | None) -> Any:
     """``await request``; if it failed before reaching the server, hand ``charge`` back."""
     try:
         return await request

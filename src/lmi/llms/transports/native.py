@@ -113,11 +113,14 @@ class NativeTransport:
         async with exchange:
             return exchange.parse(await exchange.read_json(), self.codec.completion)
 
-    async def embed(self, deployment: Deployment, request: dict[str, Any]) -> tuple[list[Any], int | None]:
+    async def embed(
+        self, deployment: Deployment, request: dict[str, Any], before_send: BeforeSend | None = None
+    ) -> tuple[list[Any], int | None]:
         """The response's embedding items (``index`` and ``embedding``), and the billed prompt tokens."""
         endpoint, body = self.codec.embedding_request(request)
         timeout = timeout_seconds(request, DEFAULT_TIMEOUT)
-        async with _Exchange(self, deployment, endpoint, body, timeout, stream=False) as exchange:
+        exchange = _Exchange(self, deployment, endpoint, body, timeout, stream=False, before_send=before_send)
+        async with exchange:
             result: tuple[list[Any], int | None]
             result = exchange.parse(await exchange.read_json(), self.codec.embeddings)
             return result
