@@ -24,7 +24,10 @@ every recorded exchange in tests/llms/transports/test_differential.py):
 * the ``User-Agent`` header is aiohttp's, not litellm's.
 
 Seams: :class:`Route` picks the transport per call; both transports take ``before_send``, awaited once
-the body is encoded and right before it is written (the rate limiter charges there).
+the body is encoded and right before it is written (the rate limiter charges there). It returns the
+:class:`~lmi.llms.transports.wire.Charge`: the native transport counts it again when the first byte goes
+out well after the grant (a connection to open or wait for), and both hand it back when the request
+never reached the server (the litellm transport can tell only a failed connect).
 """
 
 from __future__ import annotations
