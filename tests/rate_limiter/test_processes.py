@@ -12,7 +12,9 @@ from tests.rate_limiter.worker import acquire_until
 KEY = ("client", "openai/gpt-4o")
 LIMIT, PERIOD = 6, 1.0
 PROCESSES, TASKS = 3, 4
-RUN_SECONDS = 2.5
+# Long enough that a process whose tasks woke a little late (queued behind the others' second turns,
+# about three periods of demand here) still gets its turns before the end: first come, first served.
+RUN_SECONDS = 5.0
 # Local timestamps are taken after try_acquire returns, a little after the grant; windows this much
 # shorter than the period absorb that delay without hiding a real overrun (which is one period long).
 LOCAL_CLOCK_SLACK = 0.05
