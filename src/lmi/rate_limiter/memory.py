@@ -152,8 +152,9 @@ class MemoryBackend:
             now = time.monotonic() + latency
             window = self._window(namespace, key, spec)
             window.trim(now, period)
-            if not entry[LIVE]:  # it was trimmed: its caller woke more than a period late
+            if not entry[LIVE]:  # trimmed: its caller woke (or recounts) more than a period late
                 entry[LIVE], entry[AT] = True, self._place(window, now, entry[WEIGHT], period)
+                entry[COMMITTED] = entry[AT] <= now  # placed later: a reservation again, as in Redis
                 window.entries.append(entry)
                 window.total += entry[WEIGHT]
             else:
