@@ -3,15 +3,20 @@
 Every ``POST`` is answered with one recorded exchange (keep-alive, no threads per connection), and its
 arrival time (``time.monotonic()``, the same clock in every process on Linux) is kept; ``GET /arrivals``
 returns them as JSON. ``python -m tests.reliability.load_server RECORDING`` prints its port, then serves
-until stdin closes.
+until stdin closes; :func:`serving` does that for a test, :func:`stats` reads what it saw.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 from tests.replay import load_recording
 
@@ -68,6 +73,30 @@ async def main(recording: str) -> None:
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # the test closes stdin to stop us
     listener.close()
+
+
+@contextlib.contextmanager
+def serving(recording: str) -> Iterator[int]:
+    """The port of a load server answering with ``recording``, run in its own process while in use."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.load_server", recording],
+        cwd=Path(__file__).resolve().parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        yield int(process.stdout.readline())
+    finally:
+        process.stdin.close()  # the server stops when its stdin closes
+        process.wait(timeout=10)
+
+
+def stats(port: int) -> dict[str, object]:
+    """``{"arrivals": [monotonic times], "max_open_connections": n}`` of the server on ``port``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/arrivals", timeout=10) as response:
+        return dict(json.loads(response.read()))
 
 
 if __name__ == "__main__":

@@ -10,16 +10,12 @@ than the envelope the grants imply (by ``PERIOD * k`` after the start, at most `
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
 import ctypes
 import ctypes.util
 import gc
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +23,9 @@ import pytest
 
 from lmi import LiteLLMModel, LLMResult
 from lmi.rate_limiter import GLOBAL_LIMITER
+from tests.rate_limiter.windows import max_in_any_window
 from tests.reliability.figures import record
+from tests.reliability.load_server import serving, stats
 from tests.reliability.sockets import client_sockets_to, proc_available
 from tests.replay import load_recording
 
@@ -38,7 +36,6 @@ N_CALLS = 2000
 LIMIT, PERIOD = 200, 2.0  # "200 per 2 seconds": the run cannot take less than (2000 / 200 - 1) * 2 = 18 s
 MODEL = "load-gpt-4o-mini"
 ORACLE_SLACK = 2  # requests: the server's own scheduling delays in stamping arrivals
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def rss_mb() -> float:
@@ -70,28 +67,8 @@ def objects_by_package(packages: tuple[str, ...]) -> collections.Counter[str]:
 
 @pytest.fixture
 def load_server() -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.load_server", RECORDING],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    assert process.stdin is not None
-    try:
-        yield int(process.stdout.readline())
-    finally:
-        process.stdin.close()  # the server stops when its stdin closes
-        process.wait(timeout=10)
-
-
-def _server_stats(port: int) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/arrivals", timeout=10) as response:
-        return dict(json.loads(response.read()))
-
-
-def _most_in_any_window(times: list[float], width: float) -> int:
-    return max(bisect.bisect_left(times, start + width) - index for index, start in enumerate(times))
+    with serving(RECORDING) as port:
+        yield port
 
 
 async def test_2000_concurrent_calls_through_the_limiter(load_server: int) -> None:
@@ -138,8 +115,8 @@ async def test_2000_concurrent_calls_through_the_limiter(load_server: int) -> No
     assert len(results) == N_CALLS
     assert all(result.text == expected_text for result in results)
     del results
-    stats = _server_stats(load_server)
-    arrivals = sorted(t for t in stats["arrivals"] if t >= started)  # type: ignore[attr-defined]
+    server_stats = stats(load_server)
+    arrivals = sorted(t for t in server_stats["arrivals"] if t >= started)  # type: ignore[attr-defined]
     assert len(arrivals) == N_CALLS
 
     # The limiter: never more than LIMIT granted in its window, and it really paced the run.
@@ -149,7 +126,7 @@ async def test_2000_concurrent_calls_through_the_limiter(load_server: int) -> No
     # The server: the envelope the limit implies, checked at every arrival.
     for count, arrived in enumerate(arrivals, start=1):
         assert count <= LIMIT * (int((arrived - started) // PERIOD) + 1)
-    densest = _most_in_any_window(arrivals, PERIOD)
+    densest = max_in_any_window([(arrived, 1) for arrived in arrivals], PERIOD)
 
     await asyncio.sleep(1.0)  # litellm's asynchronous logging of the last calls
     rss_after = settled_rss_mb()
@@ -166,7 +143,7 @@ async def test_2000_concurrent_calls_through_the_limiter(load_server: int) -> No
     record("load: RSS before / peak / after (MB)", f"{rss_before:.0f} / {rss_peak:.0f} / {rss_after:.0f}")
     record(
         "load: server connections max / pooled after; objects left (lmi, litellm, aviary, openai)",
-        f"{stats['max_open_connections']} / {pooled}; "
+        f"{server_stats['max_open_connections']} / {pooled}; "
         + ", ".join(f"{objects_growth[p]:+d}" for p in packages),
     )
     # The limit holds where the provider counts it; the server stamps an arrival when its own process

@@ -7,16 +7,10 @@ Oracles outside lmi: a loopback server in its own process notes when each reques
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import json
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,36 +18,17 @@ import pytest
 from lmi import LiteLLMModel
 from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter import GLOBAL_LIMITER
+from tests.rate_limiter.windows import max_in_any_window
+from tests.reliability.load_server import serving, stats
 from tests.replay import Fault, ReplayServer
 
-ROOT = Path(__file__).parents[3]
 RECORDING = "openai-chat-634cf7"
 
 
 @pytest.fixture
 def load_server() -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.load_server", RECORDING],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    assert process.stdin is not None
-    try:
-        yield int(process.stdout.readline())
-    finally:
-        process.stdin.close()  # the server stops when its stdin closes
-        process.wait(timeout=10)
-
-
-def _arrivals(port: int) -> list[float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/arrivals", timeout=10) as response:
-        return sorted(json.loads(response.read())["arrivals"])
-
-
-def _densest(times: list[float], width: float) -> int:
-    return max(bisect.bisect_left(times, start + width) - index for index, start in enumerate(times))
+    with serving(RECORDING) as port:
+        yield port
 
 
 def _model(
@@ -86,12 +61,12 @@ async def test_a_burst_never_exceeds_the_limit_in_any_window_the_server_sees(loa
     results = await asyncio.gather(*(llm.call_single(f"question {i}") for i in range(calls)))
     wall = time.monotonic() - started
     assert all(result.text for result in results)
-    arrivals = _arrivals(load_server)
+    arrivals = sorted(stats(load_server)["arrivals"])  # type: ignore[call-overload]
     assert len(arrivals) == calls
     assert wall >= (calls / limit - 1) - 0.1  # the limiter paced the run
     # The server stamps an arrival when its own process gets to it (now and then a scheduling slice
     # late on a loaded machine): 2 requests of slack for that. Counted from the grant, this was 300.
-    assert _densest(arrivals, 1.0) <= limit + 2
+    assert max_in_any_window([(arrived, 1) for arrived in arrivals], 1.0) <= limit + 2
 
 
 def _free_port() -> int:
