@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lmi import LiteLLMModel
+from lmi import LiteLLMModel, LLMResult
 from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter import GLOBAL_LIMITER
 from tests.rate_limiter.windows import max_in_any_window
@@ -131,6 +131,22 @@ def private_replay() -> Iterator[ReplayServer]:
     server.stop()
 
 
+async def _behind_a_held_connection(
+    server: ReplayServer, name: str, limit: str
+) -> tuple[asyncio.Task[LLMResult], asyncio.Task[LLMResult]]:
+    """A slow call holding the only connection for 1 s, and a call to ``name`` under ``limit``, granted
+    at once and waiting for that connection."""
+    base = server.openai_base(RECORDING)
+    server.inject(RECORDING, Fault(delay=1.0, replay=True))
+    slow = _model(f"{name}-slow", base, None, max_connections=1)
+    limited = _model(name, base, limit, max_connections=1)
+    holding = asyncio.create_task(slow.call_single("hi"))
+    await asyncio.to_thread(server.wait_for_requests, 1)
+    waiting = asyncio.create_task(limited.call_single("hi"))
+    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    return holding, waiting
+
+
 async def test_a_request_written_late_is_counted_when_written_or_not_sent(
     private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,14 +154,7 @@ async def test_a_request_written_late_is_counted_when_written_or_not_sent(
     # once, is written only then. Meanwhile another use fills its window: counted at its write, it
     # would exceed the limit, so it is not written and the limiter's own error reaches the caller.
     monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "1")
-    base = private_replay.openai_base(RECORDING)
-    private_replay.inject(RECORDING, Fault(delay=1.0, replay=True))
-    slow = _model("pool-slow", base, None, max_connections=1)
-    limited = _model("pool-limited", base, "1 per 30 seconds", max_connections=1)
-    holding = asyncio.create_task(slow.call_single("hi"))
-    await asyncio.to_thread(private_replay.wait_for_requests, 1)
-    waiting = asyncio.create_task(limited.call_single("hi"))
-    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    holding, waiting = await _behind_a_held_connection(private_replay, "pool-limited", "1 per 30 seconds")
     await GLOBAL_LIMITER.adjust(("client|request", "pool-limited"), 1, "1 per 30 seconds")
     with pytest.raises(RateLimitTimeout, match="counted again"):
         await waiting
@@ -158,14 +167,7 @@ async def test_a_request_written_late_is_counted_when_written_or_not_sent(
 async def test_a_call_cancelled_while_waiting_for_a_connection_hands_its_charge_back(
     private_replay: ReplayServer,
 ) -> None:
-    base = private_replay.openai_base(RECORDING)
-    private_replay.inject(RECORDING, Fault(delay=1.0, replay=True))
-    slow = _model("cancel-slow", base, None, max_connections=1)
-    limited = _model("cancel-limited", base, "5 per 30 seconds", max_connections=1)
-    holding = asyncio.create_task(slow.call_single("hi"))
-    await asyncio.to_thread(private_replay.wait_for_requests, 1)
-    waiting = asyncio.create_task(limited.call_single("hi"))
-    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    holding, waiting = await _behind_a_held_connection(private_replay, "cancel-limited", "5 per 30 seconds")
     key = ("client|request", "cancel-limited")
     assert (await GLOBAL_LIMITER.rate_limit_status())[key]["n_items_in_period"] == 1
     waiting.cancel()
