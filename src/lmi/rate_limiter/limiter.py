@@ -254,8 +254,10 @@ class GlobalRateLimiter:
             await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
         try:
             while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
-                # `at` is when the units count; we proceed `latency` before (`wait` already allows for it).
-                await sleep_until(max(backend.monotonic(grant.at) - latency, time.monotonic() + grant.wait))
+                # `at` is when the units count; we proceed `latency` before. Deadlines come from `at` alone
+                # (not from "now + wait", which shifts by however late this line runs), so turns wake in
+                # queue order; a store that finds us early says how much longer to sleep.
+                await sleep_until(backend.monotonic(grant.at) - latency)
                 grant = await backend.commit(namespace, key, spec, grant, units, latency)
                 if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)

@@ -23,10 +23,11 @@ _CLOCK_TOLERANCE = 1e-6
 
 
 _QUEUE_STEP = 1e-6
-# Entries count this much longer than their period: a caller proceeds a few µs after its entry is
+# Entries count this much longer than their period: a caller proceeds a little after its entry is
 # stamped, not always equally late, and one period after another caller is not one period after its
-# release unless the window keeps that slack.
-RELEASE_GUARD_SECONDS = 0.0005
+# release unless the window keeps that slack. Usually µs; measured up to 2.6 ms on a 2-core VM waking
+# from idle (tests/rate_limiter/test_release_times.py), so 5 ms: 0.5% of a one-second window.
+RELEASE_GUARD_SECONDS = 0.005
 
 
 # An entry is a plain list (a window holds one per acquisition in its period, so they stay small):
