@@ -17,12 +17,10 @@ BACKOFF_CAP: Final = 30.0  # seconds: the longest wait between two attempts
 def model_retrying(max_retries: int) -> Any:
     """A ``tenacity.AsyncRetrying`` with fhlmi's policy: ``should_retry`` errors, full jitter, then reraise.
 
-    Needs ``tenacity`` (``pip install tenacity``); lmi's own calls do not use it.
+    lmi's own calls do not use it (tenacity is imported here, on first use).
     """
-    try:
-        import tenacity
-    except ImportError as exc:
-        raise ImportError("model_retrying needs tenacity: pip install tenacity") from exc
+    import tenacity
+
     return tenacity.AsyncRetrying(
         retry=tenacity.retry_if_exception(should_retry),
         stop=tenacity.stop_after_attempt(max_retries + 1),

@@ -49,10 +49,38 @@ async def test_record_a_litellm_response() -> None:
     assert record.usage.prompt_tokens == body["usage"]["prompt_tokens"]
     assert record.usage.completion_tokens == body["usage"]["completion_tokens"]
     assert record.response.id == body["id"]
+    # What fhlmi's callbacks read of the response itself is there too.
+    assert record.id == body["id"]
+    assert record.choices[0].message.content == body["choices"][0]["message"]["content"]
+    # As in fhlmi, record() itself always records: the enabled switch is checked by track_costs.
     with cost_tracking_ctx(False):
         assert tracker.enabled.get() is False
         await tracker.record(litellm.ModelResponse(**body))
-    assert len(seen) == 1
+    assert len(seen) == 2
+    assert tracker.lifetime_cost_usd == pytest.approx(2 * _expected_cost(body), rel=1e-9)
+
+
+async def test_record_without_usage_is_a_no_op() -> None:
+    body = recorded("openai-chat-634cf7")["body"]
+    tracker = CostTracker()
+    seen: list[Any] = []
+    tracker.add_callback(seen.append)
+    await tracker.record(litellm.ModelResponse(**{k: v for k, v in body.items() if k != "usage"}))
+    assert (tracker.lifetime_cost_usd, seen) == (0.0, [])
+
+
+async def test_track_costs_records_nothing_while_disabled() -> None:
+    body = recorded("openai-chat-634cf7")["body"]
+    before = GLOBAL_COST_TRACKER.lifetime_cost_usd
+
+    @track_costs
+    async def respond() -> litellm.ModelResponse:
+        return litellm.ModelResponse(**body)
+
+    with cost_tracking_ctx(False):
+        response = await respond()
+    assert response.id == body["id"]
+    assert GLOBAL_COST_TRACKER.lifetime_cost_usd == before
 
 
 def test_tracker_settings() -> None:

@@ -259,3 +259,41 @@ async def test_gemini_3_receives_tool_responses_as_user_turns(
     sent = replay.requests_for(PLAIN)[0].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", tool_role]
     assert sent[2]["content"] == "found"
+
+
+async def test_json_schema_output_type_is_sent_as_openai_strict_mode_needs_it(replay: ReplayServer) -> None:
+    """The request matches the recorded one, which OpenAI accepted: the root closed to extra properties."""
+    recording = "openai-chat-json-schema-n2-001bed"
+    exchange = recorded(recording)
+    llm = openai_model(replay, recording, model="gpt-4o-2024-11-20", temperature=1.0, n=2)
+    schema = DummyOutputSchema.model_json_schema()
+    assert "additionalProperties" not in schema  # the caller's schema leaves it open ...
+    results = await llm.call(exchange["request"]["messages"][0]["content"], output_type=schema)
+    sent = replay.requests_for(recording)[0].body["response_format"]
+    assert sent == exchange["request"]["response_format"]  # ... the request closes it
+    assert sent["json_schema"]["schema"]["additionalProperties"] is False
+    assert schema == DummyOutputSchema.model_json_schema()  # and the caller's dict is left alone
+    assert [r.text for r in results] == [c["message"]["content"] for c in exchange["body"]["choices"]]
+
+
+def test_a_subclass_answering_one_way_can_be_built() -> None:
+    """LLMModel has no abstract methods (as in fhlmi): what a subclass lacks fails when it is used."""
+
+    class Bare(LLMModel):
+        pass
+
+    assert str(Bare(name="bare")) == "Bare bare"
+    assert Bare(name="bare").count_tokens("abcdefgh") == 2
+
+
+async def test_what_a_subclass_lacks_raises_not_implemented() -> None:
+    class OnlyPlain(LLMModel):
+        async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
+            return [LLMResult(model=self.name, text="plain")]
+
+    llm = OnlyPlain(name="plain")
+    assert (await llm.call_single(QUESTION)).text == "plain"
+    with pytest.raises(NotImplementedError, match="OnlyPlain"):
+        await llm.call_single(QUESTION, callbacks=[lambda _: None])
+    with pytest.raises(NotImplementedError, match="Bare"):
+        await type("Bare", (LLMModel,), {})(name="bare").call_single(QUESTION)

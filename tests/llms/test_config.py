@@ -58,7 +58,6 @@ def test_flat_shape_name_sets_model() -> None:
             {"model_list": [{"model_name": "a", "litellm_params": {}}], "router_kwargs": {"num_retry": 1}},
             "num_retry",
         ),
-        ({"model_list": "gpt-4o"}, "model_list"),
         ({"model_list": []}, "model_list"),
         ({"model_list": [{"litellm_params": {}}]}, "model_name"),
         ({"model_list": [{"model_name": "a", "litellm_params": "x"}]}, "litellm_params"),

@@ -304,3 +304,26 @@ async def test_a_pickled_model_with_a_cache_and_a_transport_calls_again(
     again = await copy.call_single(QUESTION)
     assert (again.text, again.cache_hit) == (first.text, True)  # the copy reads the same cache file
     assert len(replay.requests_for(PLAIN)) == 1
+
+
+@pytest.mark.parametrize(
+    "model_list", ["gpt-4o", {"model_name": "gpt-4o", "litellm_params": {"model": "gpt-4o"}}]
+)
+def test_a_model_list_that_is_not_a_list_is_a_type_error(model_list: Any) -> None:
+    with pytest.raises(TypeError, match="model_list"):
+        LiteLLMModel(config={"model_list": model_list})
+
+
+def test_flat_logprobs_are_dropped_with_a_warning_for_a_model_litellm_does_not_place_at_openai() -> None:
+    with pytest.warns(UserWarning, match="logprobs"):
+        llm = LiteLLMModel(
+            config={"name": CommonLLMNames.CLAUDE_45_HAIKU.value, "logprobs": True, "top_logprobs": 3}
+        )
+    sent = llm.config["model_list"][0]["litellm_params"]
+    assert not {"logprobs", "top_logprobs"} & sent.keys()
+    assert "logprobs" not in llm.llm_config.models[0].extra_params
+    openai = LiteLLMModel(config={"name": CommonLLMNames.GPT_4O.value, "logprobs": True, "top_logprobs": 3})
+    assert openai.config["model_list"][0]["litellm_params"]["top_logprobs"] == 3
+    # An explicit spec is still refused: there the caller asked for that model's logprobs by name.
+    with pytest.raises(ValidationError, match="logprobs"):
+        ModelSpec(name=CommonLLMNames.CLAUDE_45_HAIKU.value, extra_params={"logprobs": True})

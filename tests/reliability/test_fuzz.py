@@ -314,7 +314,8 @@ def test_output_type_requests_work_or_name_the_value(output_type: Any) -> None:
         assert response_format == {"type": "json_object"}
         assert output_type.__name__ in str(messages[0].content)
     else:
-        assert response_format["json_schema"]["schema"] == output_type
+        # sent as given, its root closed to extra properties (OpenAI's strict mode requires it)
+        assert response_format["json_schema"]["schema"] == {**output_type, "additionalProperties": False}
         assert re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", response_format["json_schema"]["name"])
 
 

@@ -172,6 +172,19 @@ class CostRecord:
     span_id: str | None = None
     response: Any = field(default=None, repr=False, compare=False)
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else a callback written for fhlmi reads (``choices``, ``id``, ...) comes from the
+        litellm response, when one was recorded."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            response = object.__getattribute__(self, "response")
+        except AttributeError:  # not set yet (e.g. while unpickling)
+            raise AttributeError(name) from None
+        if response is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return getattr(response, name)
+
 
 CostCallback = Callable[[CostRecord], Awaitable[Any] | Any]
 
@@ -209,7 +222,8 @@ class CostTracker:
         ``priced=False`` marks a call the price map could not fully price; the report counts them.
         ``latency_s`` (request sent to last token) goes to the ledger for ``lmi report``.
         Async callbacks are scheduled as tasks. fhlmi's form, ``await record(response)`` with a litellm
-        response, is accepted too: it prices the response's usage and awaits the callbacks in order.
+        response, is accepted too: it prices the response's usage and awaits the callbacks in order, and
+        (as in fhlmi) records whether or not tracking is enabled: ``track_costs`` is what checks that.
         """
         if not isinstance(model, str):
             return self._record_response(model)
@@ -233,9 +247,11 @@ class CostTracker:
     ) -> None:
         """:meth:`record`, then await each callback in order (their errors are logged, not raised)."""
         added = self._add(model, usage, cost, tag, priced, latency_s, response)
-        if added is None:
-            return
-        entry, callbacks = added
+        if added is not None:
+            await self._await_callbacks(*added)
+
+    @staticmethod
+    async def _await_callbacks(entry: CostRecord, callbacks: tuple[CostCallback, ...]) -> None:
         for callback in callbacks:
             try:
                 result = callback(entry)
@@ -258,7 +274,10 @@ class CostTracker:
         except Exception as exc:
             logger.warning("Could not price a %s response: %s", model, exc)
             cost = 0.0
-        await self.arecord(model, usage, cost, response=response)
+        # fhlmi's form records whatever the switch says: callers gate it (track_costs) when they need to.
+        added = self._add(model, usage, cost, None, True, None, response, always=True)
+        if added is not None:
+            await self._await_callbacks(*added)
 
     def _add(
         self,
@@ -269,9 +288,12 @@ class CostTracker:
         priced: bool,
         latency_s: float | None,
         response: Any,
+        *,
+        always: bool = False,
     ) -> tuple[CostRecord, tuple[CostCallback, ...]] | None:
-        """Add to the totals; the record and callbacks to run, when there are any (or a ledger)."""
-        if not cost_tracking_enabled():
+        """Add to the totals (where tracking is enabled, or ``always``); the record and callbacks to run,
+        when there are any (or a ledger)."""
+        if not (always or cost_tracking_enabled()):
             return None
         with self._lock:
             self.lifetime_cost_usd += cost

@@ -12,7 +12,7 @@ import inspect
 import json
 import re
 import warnings
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
@@ -154,7 +154,12 @@ def output_type_request(
         name = re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
         response_format = {
             "type": "json_schema",
-            "json_schema": {"strict": True, "schema": dict(output_type), "name": name},
+            # OpenAI's strict mode refuses a schema whose root allows extra properties (as fhlmi sends it)
+            "json_schema": {
+                "strict": True,
+                "schema": {**output_type, "additionalProperties": False},
+                "name": name,
+            },
         }
         return messages, {"response_format": response_format}
     raise TypeError(
@@ -243,18 +248,26 @@ class LLMModel(ABC, BaseModel):
     )
     config: dict[str, Any] = Field(default_factory=dict)
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> LLMModel:
+        # Abstract (the README's word) yet with no abstract methods (as in fhlmi): LLMModel itself cannot
+        # be built, while a subclass that lacks a method is refused only when that method is used.
+        if cls is LLMModel:
+            raise TypeError("LLMModel is abstract: subclass it (e.g. LiteLLMModel) to use it")
+        return super().__new__(cls)
+
     def __str__(self) -> str:
         return f"{type(self).__name__} {self.name}"
 
-    @abstractmethod
+    # Not abstract (as in fhlmi): a subclass that only answers one way can still be built.
     async def acompletion(self, messages: list[Message], **kwargs: Any) -> list[LLMResult]:
         """One request to the provider; a result per completion choice."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement acompletion")
 
-    @abstractmethod
     def acompletion_iter(
         self, messages: list[Message], callbacks: list[TextCallback] | None = None, **kwargs: Any
     ) -> AsyncIterator[LLMResult]:
         """One streamed request: call each callback with every text delta, then yield the final result."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement acompletion_iter (streaming)")
 
     def count_tokens(self, text: str) -> int:
         """A rough token count (4 characters a token); subclasses that know their tokenizer override it."""

@@ -19,7 +19,15 @@ from lmi import telemetry
 from lmi._lazy import aviary_core, litellm
 from lmi.cache.keys import ChatKeys
 from lmi.cache.spec import cache_for
-from lmi.cost import GLOBAL_COST_TRACKER, Budget, Holds, active_budgets, reserve_all, settle_budgets
+from lmi.cost import (
+    GLOBAL_COST_TRACKER,
+    Budget,
+    Holds,
+    active_budgets,
+    cost_tracking_enabled,
+    reserve_all,
+    settle_budgets,
+)
 from lmi.llms import responses, setup
 from lmi.llms.base import LLMModel, TextCallback, TextNotifier
 from lmi.llms.config import DEFAULT_MODEL, Deployment, ModelSettings
@@ -344,7 +352,8 @@ class LiteLLMModel(LLMModel):
                 kwargs.setdefault("model", args[0])
             request = {**primary.params, **kwargs, "model": primary.model}
             response = await litellm().acompletion(**request)
-            await GLOBAL_COST_TRACKER.record(response)
+            if cost_tracking_enabled():
+                await GLOBAL_COST_TRACKER.record(response)
             return response
 
         selector = aviary_core().ToolSelector(model_name=primary.model, acompletion=acompletion)

@@ -10,12 +10,21 @@ Two steps, run by the model's validators:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from lmi.exceptions import ConfigurationError
-from lmi.llms.config import ModelSettings, has_model_identity, normalized_config, parse_settings
+from lmi.llms.config import (
+    DEFAULT_MODEL,
+    ModelSettings,
+    has_model_identity,
+    normalized_config,
+    parse_settings,
+)
 from lmi.llms.specs import LLMConfig, check_agreement, llm_config_of, settings_with_chain
+
+_LOGPROB_KEYS = frozenset({"logprobs", "top_logprobs"})
 
 
 def prepare(data: Any) -> Any:
@@ -33,6 +42,11 @@ def prepare(data: Any) -> Any:
             parser = config.pop("tool_parser")
             if data.get("tool_parser") is None:
                 data["tool_parser"] = parser
+        if "model_list" in config and not isinstance(config["model_list"], list):
+            shown = config["model_list"]
+            raise TypeError(f"config['model_list'] must be a list of deployments, got {shown!r}")
+        if "model_list" not in config and _LOGPROB_KEYS & config.keys():
+            _drop_unsupported_logprobs(data.get("name") or config.get("name") or DEFAULT_MODEL, config)
         data["config"] = config
     if data.get("llm_config") is not None:
         try:
@@ -49,6 +63,22 @@ def prepare(data: Any) -> Any:
         if name is not None:
             data["name"] = name
     return data
+
+
+def _drop_unsupported_logprobs(name: str, config: dict[str, Any]) -> None:
+    """As fhlmi: a flat config asks for logprobs only of models litellm places at OpenAI; for any other
+    model they are dropped with a warning (an explicit ``llm_config``/``ModelSpec`` still refuses them)."""
+    from lmi._lazy import litellm
+
+    try:
+        provider = litellm().get_llm_provider(name, api_base=config.get("api_base"))[1]
+    except Exception:  # a model litellm cannot place: let the provider decide
+        return
+    if provider != "openai":
+        dropped = sorted(_LOGPROB_KEYS & config.keys())
+        for key in dropped:
+            del config[key]
+        warnings.warn(f"{name!r} is not an OpenAI model: {dropped} dropped from its config", stacklevel=4)
 
 
 def _name_in(config: Mapping[str, Any]) -> str | None:
