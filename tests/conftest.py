@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # litellm fetches its price map from GitHub at import unless told otherwise; tests never touch the network.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -15,6 +16,15 @@ os.environ.pop("REDIS_URL", None)
 os.environ.pop("LMI_CACHE", None)  # a developer's own cache must not answer the tests
 
 from tests.replay import ReplayServer
+
+# Property tests draw the same examples on every run by default, so a CI run never fails on a fresh draw
+# nobody has seen; `HYPOTHESIS_PROFILE=explore pytest ...` draws fresh ones (do it before landing a
+# change to what they cover, and keep what they find as an @example).
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("explore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -58,3 +58,36 @@ def test_redis_6_processes_of_40_waiters(redis_url: str) -> None:
     assert len(released) == processes * waiters
     assert max_in_any_window([(at, 1) for at in released], 1.0) <= limit
     assert _utilization(released, limit, 1.0) >= 0.9
+
+
+async def test_redis_a_caller_released_late_is_counted_from_its_release(redis_url: str) -> None:
+    """The store stamps a caller when its script runs; if the answer reaches the caller late (here its
+    loop is blocked for 0.15 s meanwhile), it proceeds late. Counted from the stamp, a caller released a
+    period after that stamp would share a window with it at the callers' end; counted again from its real
+    release, none does."""
+    import redis
+
+    limit, key = 5, ("client", "released-late")
+    limiter = GlobalRateLimiter(rate_config={key: f"{limit} per 1 second"}, redis_url=redis_url)
+    await limiter.try_acquire(("client", "warm-up"), rate_limit="1000/second")  # connections ready
+    watch = redis.Redis.from_url(redis_url)
+    released: list[float] = []
+
+    async def acquire() -> None:
+        await limiter.try_acquire(key, acquire_timeout=10)
+        released.append(time.monotonic())
+
+    late = asyncio.create_task(acquire())
+    for _ in range(3):  # let it write its request
+        await asyncio.sleep(0)
+    deadline = time.monotonic() + 2
+    while not watch.keys("*released-late*") and time.monotonic() < deadline:
+        pass  # the script ran (the caller is stamped); the loop stays blocked so its answer waits
+    time.sleep(0.15)  # noqa: ASYNC251
+    await late
+    await asyncio.gather(*(acquire() for _ in range(limit - 1)))  # the rest of the window
+    await asyncio.sleep(max(0.0, released[0] + 0.9 - time.monotonic()))
+    await asyncio.gather(*(acquire() for _ in range(limit)))  # the next window's worth
+    watch.close()
+    await limiter.aclose()
+    assert max_in_any_window([(at, 1) for at in released], 1.0) <= limit

@@ -16,6 +16,9 @@ they are used:
   commit. As each entry is checked against the window ending at its own (final) time, no window of the
   period ever holds more than the limit at the times callers were released;
 - an acquisition that fits at once is committed at once (one store operation);
+- a caller that finds itself released well after its entry's time (more than half the store's
+  ``release_guard``: its loop was busy, its process waited for a core, the answer was slow) commits once
+  more, so its entry counts from when it really proceeds;
 - an acquisition that would have to wait longer than the caller's timeout is not recorded.
 
 An entry is identified by its ``token``; ``release`` removes it (for a caller that gave up), ``settle``
@@ -54,6 +57,7 @@ class Backend(Protocol):
     """A store of moving windows, one per ``(namespace, key)``."""
 
     name: str
+    release_guard: float  # seconds entries count beyond their period: slack for callers released late
 
     def monotonic(self, at: float) -> float:
         """Our ``time.monotonic()`` (the event loop's clock) at the store's Unix time ``at``: sleeping until

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, ClassVar, NoReturn, TypedDict, TypeVar
 
 from lmi.exceptions import RateLimitTimeout, RedisUnavailableError
-from lmi.rate_limiter.backend import Backend, WindowState
+from lmi.rate_limiter.backend import Backend, Grant, WindowState
 from lmi.rate_limiter.concurrency import (
     DEFAULT_LEASE_SECONDS,
     ConcurrencySlot,
@@ -252,12 +252,18 @@ class GlobalRateLimiter:
             )
         if not grant.granted:
             await self._timed_out(namespace, key, spec, units, grant.wait, timeout, started)
+        recounted = False
         try:
-            while grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
-                # `at` is when the units count; we proceed `latency` before. Deadlines come from `at` alone
-                # (not from "now + wait", which shifts by however late this line runs), so turns wake in
-                # queue order; a store that finds us early says how much longer to sleep.
-                await sleep_until(backend.monotonic(grant.at) - latency)
+            while True:
+                if grant.wait > 0:  # our turn is reserved: sleep until it, then count from the wake-up
+                    # `at` is when the units count; we proceed `latency` before. Deadlines come from `at`
+                    # alone (not "now + wait", which shifts by however late this line runs), so turns
+                    # wake in queue order; a store that finds us early says how much longer to sleep.
+                    await sleep_until(backend.monotonic(grant.at) - latency)
+                elif recounted or _lateness(backend, grant, latency) <= backend.release_guard / 2:
+                    break
+                else:  # released well after our stamp (a busy loop, a process waiting for a core, a slow
+                    recounted = True  # answer): count once more from now, where the caller proceeds
                 grant = await backend.commit(namespace, key, spec, grant, units, latency)
                 if grant.wait > timeout - (time.monotonic() - started):  # placed again, too late
                     await backend.release(namespace, key, spec, grant, units)
@@ -382,6 +388,11 @@ class GlobalRateLimiter:
         else:  # not used yet: REDIS_URL is read at the first acquisition, so it is not known
             where = "memory" if self.use_in_memory else "REDIS_URL or memory"
         return f"{type(self).__name__}(storage={where!r}, limits={len(self.rate_config)})"
+
+
+def _lateness(backend: Backend, grant: Grant, latency: float) -> float:
+    """Seconds between the moment ``grant`` counts its caller released and now."""
+    return time.monotonic() - (backend.monotonic(grant.at) - latency)
 
 
 GLOBAL_LIMITER = GlobalRateLimiter()

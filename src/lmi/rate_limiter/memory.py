@@ -93,6 +93,7 @@ class MemoryBackend:
     """Moving windows kept in this process; exact within it, unaware of other processes."""
 
     name = "memory"
+    release_guard = RELEASE_GUARD_SECONDS
 
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str], _Window] = {}

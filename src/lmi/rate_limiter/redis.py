@@ -116,6 +116,7 @@ class RedisBackend:
     """Moving windows in Redis, shared by every process that uses the same server."""
 
     name = "redis"
+    release_guard = RELEASE_GUARD_SECONDS
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url

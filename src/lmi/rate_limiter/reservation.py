@@ -118,9 +118,7 @@ class Reservation:
                         f"Rate limit {namespace}/{key}: weight {self.units}, counted again from now, "
                         f"would fit only in {grant.wait:.2f} s, beyond the {timeout:g} s timeout"
                     )
-                await sleep_until(
-                    max(backend.monotonic(grant.at) - self._latency, time.monotonic() + grant.wait)
-                )
+                await sleep_until(backend.monotonic(grant.at) - self._latency)  # as in reserve()
                 grant = await backend.commit(namespace, key, spec, grant, self.units, self._latency)
         except BaseException:
             self._open = False
