@@ -301,12 +301,10 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
                 data: list[Any] = raw
             else:
                 from lmi._lazy import litellm
-                from lmi.llms.transports.litellm import send_or_refund
+                from lmi.llms.transports.litellm_clients import send_charged
 
-                charged = await charge()
-                response = await send_or_refund(
-                    litellm().aembedding(model=self._model, input=texts, **kwargs), charged
-                )
+                request = {"model": self._model, "input": texts, **kwargs}
+                response = await send_charged(litellm().aembedding, request, "embedding", charge)
                 data = response.data
                 prompt_tokens = getattr(response.usage, "prompt_tokens", None)
         except BaseException:

@@ -283,9 +283,9 @@ class LiteLLMModel(LLMModel):
             started = time.perf_counter()
             try:
                 if deployment.responses_api:  # litellm's Responses API, whichever the route
-                    if before_send is not None:
-                        await before_send()
-                    completion, first_token = await self._respond(request, messages, notify)
+                    completion, first_token = await self._respond(
+                        request, messages, notify, before_send, route.litellm.max_connections
+                    )
                 elif notify is None:
                     completion = await transport.complete(deployment, prepared, before_send)
                     first_token = None
@@ -374,10 +374,16 @@ class LiteLLMModel(LLMModel):
         request: dict[str, Any],
         messages: list[Message],
         notify: Callable[[str], Awaitable[None]] | None,
+        before_send: BeforeSend | None,
+        max_connections: int,
     ) -> tuple[Completion, float | None]:
-        """One Responses API request (streamed when there are callbacks); its answer as a Completion."""
+        """One Responses API request (streamed when there are callbacks); its answer as a Completion.
+        Charged like a chat request through litellm: right before it is written, where litellm takes our
+        client (see :mod:`lmi.llms.transports.litellm_clients`)."""
+        from lmi.llms.transports.litellm_clients import send_charged
+
         request = responses.build_request(request, messages, stream=notify is not None)
-        answer = await litellm().aresponses(**request)
+        answer = await send_charged(litellm().aresponses, request, "responses", before_send, max_connections)
         if notify is None:
             return responses.completion_of(answer), None
         first: list[float] = []

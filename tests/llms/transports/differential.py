@@ -117,14 +117,25 @@ def comparable(result: LLMResult) -> dict[str, Any]:
 
 
 async def run(
-    replay: ReplayServer, case: Case, transport: str, model: str, base: str, messages: list[Message]
+    replay: ReplayServer,
+    case: Case,
+    transport: str,
+    model: str,
+    base: str,
+    messages: list[Message],
+    **config: Any,
 ) -> tuple[list[LLMResult], list[str], dict[str, Any], dict[str, str]]:
-    """Results, streamed deltas, and the body and headers the server received, for one transport."""
+    """Results, streamed deltas, and the body and headers the server received, for one transport
+    (and more of the model's ``config``)."""
     replay.clear()
     params = {"model": model, "api_base": base}
     llm = LiteLLMModel(
         name=model,
-        config={"model_list": [{"model_name": model, "litellm_params": params}], "transport": transport},
+        config={
+            "model_list": [{"model_name": model, "litellm_params": params}],
+            "transport": transport,
+            **config,
+        },
     )
     request = case.exchange["request"]
     kwargs = call_kwargs(request)

@@ -88,3 +88,37 @@ async def test_anthropic_messages_same_result_on_both_transports(replay: ReplayS
     assert got_body == ref_body == request
     for header in ("anthropic-version", "x-api-key", "content-type"):
         assert got_headers[header] == ref_headers[header]
+
+
+# Through litellm, a call under a rate limit goes out on the client lmi hands litellm (charged at the
+# write); one without any limit on litellm's own. Both must send and answer alike.
+@pytest.mark.parametrize("case", OPENAI_CASES + ANTHROPIC_CASES, ids=str)
+async def test_litellm_on_lmis_client_gives_what_litellm_on_its_own_gives(
+    replay: ReplayServer, case: Case
+) -> None:
+    request = case.exchange["request"]
+    if case.path == "/v1/messages":
+        messages, base, model = (
+            anthropic_messages(request),
+            replay.anthropic_base(case.recording),
+            "anthropic",
+        )
+    else:
+        messages, base, model = (
+            openai_messages(request["messages"]),
+            replay.openai_base(case.recording),
+            "openai",
+        )
+    model = f"{model}/{request['model']}"
+    limit = {"request_limit": {model: "10000 per 1 second"}}
+    ref, ref_deltas, ref_body, ref_headers = await run(replay, case, "litellm", model, base, messages)
+    got, got_deltas, got_body, got_headers = await run(
+        replay, case, "litellm", model, base, messages, **limit
+    )
+
+    fresh = {"provider_response_id": None} if model.startswith("anthropic/") else {}  # litellm's random id
+    assert [{**comparable(r), **fresh} for r in got] == [{**comparable(r), **fresh} for r in ref]
+    assert got_deltas == ref_deltas
+    assert got_body == ref_body
+    for header in ("authorization", "x-api-key", "anthropic-version", "content-type", "user-agent"):
+        assert got_headers.get(header) == ref_headers.get(header), header

@@ -23,6 +23,7 @@ from tests.reliability.load_server import serving, stats
 from tests.replay import Fault, ReplayServer
 
 RECORDING = "openai-chat-634cf7"
+RESPONSES = "openai-responses-965e98"
 
 
 @pytest.fixture
@@ -51,12 +52,18 @@ def _model(
     )
 
 
-async def test_a_burst_never_exceeds_the_limit_in_any_window_the_server_sees(load_server: int) -> None:
+@pytest.mark.parametrize("transport", ["native", "litellm"])
+async def test_a_burst_never_exceeds_the_limit_in_any_window_the_server_sees(
+    load_server: int, transport: str
+) -> None:
     # The first window's requests each open a new connection, and every waiting caller's own work runs
-    # between their grant and their write; the next window's go out at once on pooled connections. Were
-    # requests counted from their grant, the server would see most of two windows in one period.
+    # between their grant and their write (through litellm: milliseconds of its CPU per call); the next
+    # window's go out at once on pooled connections. Were requests counted from their grant, the server
+    # would see most of two windows in one period.
     calls, limit = 600, 150  # "150 per 1 second": at least 3 s
-    llm = _model("burst-native", f"http://127.0.0.1:{load_server}/v1", f"{limit} per 1 second")
+    llm = _model(
+        f"burst-{transport}", f"http://127.0.0.1:{load_server}/v1", f"{limit} per 1 second", transport
+    )
     started = time.monotonic()
     results = await asyncio.gather(*(llm.call_single(f"question {i}") for i in range(calls)))
     wall = time.monotonic() - started
@@ -89,11 +96,8 @@ def _unreachable(failure: str) -> Iterator[int]:
         yield int(listener.getsockname()[1])
 
 
-# Not litellm with a connect timeout: lmi's attempt timeout (the same value) cancels the litellm call at
-# that moment, and a cancelled litellm call cannot tell whether its request went out, so it keeps it.
-@pytest.mark.parametrize(
-    ("transport", "failure"), [("native", "refused"), ("native", "connect timeout"), ("litellm", "refused")]
-)
+@pytest.mark.parametrize("failure", ["refused", "connect timeout"])
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 async def test_requests_that_never_reached_the_server_are_handed_back(
     transport: str, failure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,47 +136,89 @@ def private_replay() -> Iterator[ReplayServer]:
 
 
 async def _behind_a_held_connection(
-    server: ReplayServer, name: str, limit: str
+    server: ReplayServer, name: str, limit: str, transport: str = "native"
 ) -> tuple[asyncio.Task[LLMResult], asyncio.Task[LLMResult]]:
-    """A slow call holding the only connection for 1 s, and a call to ``name`` under ``limit``, granted
-    at once and waiting for that connection."""
+    """A slow call holding the only connection for 1 s, and a call to ``name`` under ``limit``, released
+    to go at once and waiting for that connection."""
     base = server.openai_base(RECORDING)
     server.inject(RECORDING, Fault(delay=1.0, replay=True))
-    slow = _model(f"{name}-slow", base, None, max_connections=1)
-    limited = _model(name, base, limit, max_connections=1)
+    # Through litellm the slow call is limited too, so that it goes through lmi's client and its pool.
+    slow_limit = None if transport == "native" else "100 per 1 second"
+    slow = _model(f"{name}-slow", base, slow_limit, transport, max_connections=1)
+    limited = _model(name, base, limit, transport, max_connections=1)
     holding = asyncio.create_task(slow.call_single("hi"))
     await asyncio.to_thread(server.wait_for_requests, 1)
     waiting = asyncio.create_task(limited.call_single("hi"))
-    await asyncio.sleep(0.3)  # granted, and waiting for the connection
+    await asyncio.sleep(0.3)  # waiting for the connection
     return holding, waiting
 
 
+@pytest.mark.parametrize("transport", ["native", "litellm"])
 async def test_a_request_written_late_is_counted_when_written_or_not_sent(
-    private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+    private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch, transport: str
 ) -> None:
-    # One connection for everything: a slow call holds it for 1 s, so the limited call, granted at
-    # once, is written only then. Meanwhile another use fills its window: counted at its write, it
-    # would exceed the limit, so it is not written and the limiter's own error reaches the caller.
+    # One connection for everything: a slow call holds it for 1 s, so the limited call is written only
+    # then (natively: granted at once and counted again at the write; through litellm: charged only at
+    # the write). Meanwhile another use fills its window: counted at its write, it would exceed the
+    # limit, so it is not written and the limiter's own error reaches the caller.
     monkeypatch.setenv("RATE_LIMITER_TIMEOUT", "1")
-    holding, waiting = await _behind_a_held_connection(private_replay, "pool-limited", "1 per 30 seconds")
-    await GLOBAL_LIMITER.adjust(("client|request", "pool-limited"), 1, "1 per 30 seconds")
-    with pytest.raises(RateLimitTimeout, match="counted again"):
+    name = f"pool-limited-{transport}"
+    holding, waiting = await _behind_a_held_connection(private_replay, name, "1 per 30 seconds", transport)
+    await GLOBAL_LIMITER.adjust(("client|request", name), 1, "1 per 30 seconds")
+    with pytest.raises(RateLimitTimeout):
         await waiting
     assert (await holding).text
     assert len(private_replay.received) == 1  # the limited call never reached the server
-    status = (await GLOBAL_LIMITER.rate_limit_status())[("client|request", "pool-limited")]
-    assert status["n_items_in_period"] == 1  # the adjust alone: the unsent call's unit went back
+    assert await _used(("client|request", name)) == 1  # the adjust alone: nothing of the unsent call
 
 
+# Natively a call is charged when released and counted again at its write; through litellm, at its write.
+@pytest.mark.parametrize(("transport", "charged_while_waiting"), [("native", 1), ("litellm", 0)])
 async def test_a_call_cancelled_while_waiting_for_a_connection_hands_its_charge_back(
-    private_replay: ReplayServer,
+    private_replay: ReplayServer, transport: str, charged_while_waiting: int
 ) -> None:
-    holding, waiting = await _behind_a_held_connection(private_replay, "cancel-limited", "5 per 30 seconds")
-    key = ("client|request", "cancel-limited")
-    assert (await GLOBAL_LIMITER.rate_limit_status())[key]["n_items_in_period"] == 1
+    name = f"cancel-limited-{transport}"
+    holding, waiting = await _behind_a_held_connection(private_replay, name, "5 per 30 seconds", transport)
+    key = ("client|request", name)
+    assert await _used(key) == charged_while_waiting
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
-    assert (await GLOBAL_LIMITER.rate_limit_status())[key]["n_items_in_period"] == 0
+    assert await _used(key) == 0
     assert (await holding).text
     assert len(private_replay.received) == 1
+
+
+async def _used(key: tuple[str, str]) -> int:
+    """Units counted in ``key``'s window now (a key never charged has no window yet)."""
+    status = (await GLOBAL_LIMITER.rate_limit_status()).get(key)
+    return 0 if status is None else int(status["n_items_in_period"])
+
+
+@pytest.mark.parametrize("failure", ["refused", "connect timeout"])
+async def test_responses_api_requests_that_never_reached_the_server_take_nothing(failure: str) -> None:
+    model = f"openai/gpt-4o-mini-{failure.replace(' ', '-')}"  # its own limiter key
+    key = ("client|request", model)
+    with _unreachable(failure) as port:
+        llm = LiteLLMModel(
+            name=f"unsent-responses-{failure}",
+            llm_config={
+                "name": model,
+                "api_base": f"http://127.0.0.1:{port}/{RESPONSES}/v1",
+                "api_key": "sk-test",
+                "responses_api": True,
+                "timeout": 0.5,
+            },
+            config={"request_limit": {model: "3 per 30 seconds"}, "num_retries": 0},
+        )
+        for _ in range(2):
+            with pytest.raises(Exception, match=r"(?i)connect|timed? ?out"):
+                await llm.call_single("What color is the sky?")
+        assert await _used(key) == 0
+    server = ReplayServer(port=port).start()
+    try:  # one that does reach it is counted
+        assert (await llm.call_single("What color is the sky?")).text
+        assert len(server.requests_for(RESPONSES)) == 1
+        assert await _used(key) == 1
+    finally:
+        server.stop()

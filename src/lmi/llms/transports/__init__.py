@@ -23,11 +23,14 @@ every recorded exchange in tests/llms/transports/test_differential.py):
 * a 200 whose content type is not JSON is refused even when its body parses;
 * the ``User-Agent`` header is aiohttp's, not litellm's.
 
-Seams: :class:`Route` picks the transport per call; both transports take ``before_send``, awaited once
-the body is encoded and right before it is written (the rate limiter charges there). It returns the
-:class:`~lmi.llms.transports.wire.Charge`: the native transport counts it again when the first byte goes
-out well after the grant (a connection to open or wait for), and both hand it back when the request
-never reached the server (the litellm transport can tell only a failed connect).
+Seams: :class:`Route` picks the transport per call; both transports take ``before_send``, awaited right
+before the request is written (the rate limiter charges there). It returns the
+:class:`~lmi.llms.transports.wire.Charge`: the native transport awaits it once the body is encoded and
+counts it again when the first byte goes out well after the grant (a connection to open or wait for);
+the litellm transport awaits it when litellm writes the request, on a client lmi hands litellm (OpenAI,
+Anthropic; see :mod:`~lmi.llms.transports.litellm_clients`), else right before calling litellm. A request
+that never reached the server is not charged, or its charge is handed back (through litellm on its own
+client: when its error shows a failed connect).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class Route:
 
     native: NativeTransport | None
     forced: bool  # transport="native": refuse rather than fall back to litellm
+    litellm: LiteLLMTransport = LITELLM
 
     def pick(self, deployment: Deployment, request: dict[str, Any]) -> tuple[Transport, Any]:
         """The transport for this request and what it prepared from it."""
@@ -92,16 +96,22 @@ class Route:
                         f"{deployment.name}: transport='native' cannot send {exc} "
                         "(use transport='auto' or 'litellm' for it)"
                     ) from None
-        return LITELLM, LITELLM.prepare(request)
+        return self.litellm, self.litellm.prepare(request)
 
 
 LITELLM_ROUTE = Route(native=None, forced=False)
 
 
+def _through_litellm(max_connections: int) -> LiteLLMTransport:
+    return LITELLM if max_connections == LITELLM.max_connections else LiteLLMTransport(max_connections)
+
+
 def route_for(deployment: Deployment, max_connections: int) -> Route:
     """Resolve ``deployment.transport`` once; raise :class:`ConfigurationError` for an impossible one."""
+    litellm = _through_litellm(max_connections)
+    only_litellm = LITELLM_ROUTE if litellm is LITELLM else Route(native=None, forced=False, litellm=litellm)
     if deployment.transport == "litellm":
-        return LITELLM_ROUTE
+        return only_litellm
     wire = wire_format(deployment.params)
     forced = deployment.transport == "native"
     if wire is None:
@@ -110,15 +120,15 @@ def route_for(deployment: Deployment, max_connections: int) -> Route:
                 f"{deployment.name}: transport='native' sends the OpenAI chat-completions and Anthropic "
                 f"Messages formats; model {deployment.model!r} is neither (use 'auto' or 'litellm')"
             )
-        return LITELLM_ROUTE
+        return only_litellm
     native = NativeTransport(_codec(wire), max_connections)
     try:
         native.prepare({**deployment.params, "messages": []})
     except Unsupported as exc:
         if forced:
             raise ConfigurationError(f"{deployment.name}: transport='native' cannot send {exc}") from None
-        return LITELLM_ROUTE
-    return Route(native=native, forced=forced)
+        return only_litellm
+    return Route(native=native, forced=forced, litellm=litellm)
 
 
 __all__ = ["LITELLM_ROUTE", "Route", "Transport", "Unsupported", "route_for", "wire_format"]

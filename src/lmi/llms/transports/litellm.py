@@ -1,4 +1,9 @@
-"""The litellm transport: every provider litellm reaches, and the reference the native one matches."""
+"""The litellm transport: every provider litellm reaches, and the reference the native one matches.
+
+The limiter's charge (``before_send``) is taken right before litellm writes the request, for the providers
+whose client it lets us pass, else right before litellm is called (see
+:mod:`lmi.llms.transports.litellm_clients`).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,24 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from lmi._lazy import litellm
-from lmi.llms.config import requested_n
+from lmi.llms.config import DEFAULT_MAX_CONNECTIONS, requested_n
 from lmi.llms.results import Completion, StreamAssembler, completion_from_response
 from lmi.llms.retry import off_the_attempt_clock
-from lmi.llms.transports.wire import BeforeSend, Charge
+from lmi.llms.transports.litellm_clients import send_charged
+from lmi.llms.transports.wire import BeforeSend
 
 if TYPE_CHECKING:
     from lmi.llms.config import Deployment
 
 
 class LiteLLMTransport:
-    """``litellm.acompletion`` with the request as given."""
+    """``litellm.acompletion`` with the request as given; where lmi hands litellm its client, that client
+    sends on the loop's pool of ``max_connections``."""
 
-    __slots__ = ()
+    __slots__ = ("max_connections",)
+
+    def __init__(self, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
+        self.max_connections = max_connections
 
     def prepare(self, request: dict[str, Any]) -> dict[str, Any]:
         return request
@@ -30,13 +40,19 @@ class LiteLLMTransport:
         self, deployment: Deployment, prepared: dict[str, Any], before_send: BeforeSend | None = None
     ) -> Completion:
         module = _imported()
-        charge = None if before_send is None else await before_send()
         if requested_n(prepared.get("n")) == 1:
-            return completion_from_response(await send_or_refund(module.acompletion(**prepared), charge))
+            return completion_from_response(
+                await send_charged(
+                    module.acompletion, prepared, "completion", before_send, self.max_connections
+                )
+            )
         # litellm renumbers choices 0, 1, ... in the order they arrived, losing the provider's index;
         # its per-request logger_fn sees the provider's own body, which still has it.
         raw = _RawResponse()
-        response = await send_or_refund(module.acompletion(**prepared, logger_fn=raw), charge)
+        request = {**prepared, "logger_fn": raw}
+        response = await send_charged(
+            module.acompletion, request, "completion", before_send, self.max_connections
+        )
         return completion_from_response(response, indices=raw.choice_indices(len(response.choices)))
 
     async def stream(
@@ -47,8 +63,9 @@ class LiteLLMTransport:
         before_send: BeforeSend | None = None,
     ) -> Completion:
         module = _imported()
-        charge = None if before_send is None else await before_send()
-        stream = await send_or_refund(module.acompletion(**prepared), charge)
+        stream = await send_charged(
+            module.acompletion, prepared, "completion", before_send, self.max_connections
+        )
         assembler = StreamAssembler()
         try:
             async for chunk in stream:
@@ -65,38 +82,6 @@ class LiteLLMTransport:
         if not _provider_sent_usage(stream):
             completion.usage = None  # litellm's own count, not the provider's bill: estimate and flag it
         return completion
-
-
-async def send_or_refund(request: Awaitable[Any], charge: Charge | None) -> Any:
-    """``await request``; if it failed before reaching the server, hand ``charge`` back."""
-    try:
-        return await request
-    except Exception as exc:
-        if charge is not None and _never_connected(exc):
-            await charge.cancel()
-        raise
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """Whether litellm failed to connect at all (refused, unresolvable, TLS, connect timeout): its
-    exception keeps the HTTP client's own one in its chain of causes."""
-    import aiohttp
-    import httpx
-
-    failures = (
-        httpx.ConnectError,
-        httpx.ConnectTimeout,
-        aiohttp.ClientConnectorError,
-        aiohttp.ConnectionTimeoutError,
-    )
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, failures):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return False
 
 
 def _imported() -> ModuleType:

@@ -24,6 +24,7 @@ from lmi.llms.results import Completion
 from lmi.llms.transports import errors
 from lmi.llms.transports.session import session_for
 from lmi.llms.transports.wire import (
+    RECOUNT_AFTER,
     BeforeSend,
     Charge,
     Endpoint,
@@ -43,13 +44,10 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 600.0  # seconds, litellm's default
 _CONNECT_TIMEOUT = 30.0
 _JSON = ("application/json", "application/problem+json")
-# A request written within this many seconds of the limiter's grant is written at once; one written later
-# has its charge counted again from then (well within the limiter's REQUEST_LATENCY).
-_RECOUNT_AFTER = 0.005
 
 
 @functools.cache
-def _charged_body() -> type[aiohttp.payload.BytesPayload]:
+def charged_body() -> type[aiohttp.payload.BytesPayload]:
     import aiohttp.payload
 
     class ChargedBody(aiohttp.payload.BytesPayload):
@@ -205,7 +203,7 @@ class _Exchange:
         try:
             self.response = await session.post(
                 self.endpoint.url,
-                data=data if self.charge is None else _charged_body()(data, self._before_write),
+                data=data if self.charge is None else charged_body()(data, self._before_write),
                 headers=self.endpoint.headers,
                 timeout=timeout,
                 allow_redirects=False,
@@ -237,7 +235,7 @@ class _Exchange:
     async def _before_write(self) -> None:
         """Awaited right before the request's first byte is written (its connection is ready)."""
         assert self.charge is not None
-        if time.monotonic() - self.granted > _RECOUNT_AFTER:
+        if time.monotonic() - self.granted > RECOUNT_AFTER:
             try:
                 await self.charge.count_from_now()
             except BaseException as exc:

@@ -1,4 +1,5 @@
-"""One pooled aiohttp session per event loop, closed with the loop.
+"""One pooled aiohttp session per event loop, closed with the loop (and, by :func:`per_loop`, any other
+per-loop client: the httpx clients lmi hands litellm).
 
 Sessions are keyed by loop (and pool size), so concurrent calls share keep-alive connections and a
 process running several loops never hands a session to the wrong one. A session is closed when its loop
@@ -15,23 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import aiohttp
 
 # Providers answer slowly; a connection idle this long is still worth reusing.
 _KEEPALIVE_SECONDS = 30.0
+T = TypeVar("T")
 
 
 class _LoopSessions:
     """The sessions of one loop, by pool size, and the generator that closes them with the loop."""
 
-    __slots__ = ("closer", "sessions")
+    __slots__ = ("closer", "others", "sessions")
 
     def __init__(self) -> None:
         self.sessions: dict[int, aiohttp.ClientSession] = {}
+        self.others: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]]]] = {}
         self.closer: AsyncGenerator[None, None] | None = None
 
 
@@ -43,10 +46,15 @@ async def _close_with_loop(holder: _LoopSessions) -> AsyncGenerator[None, None]:
         yield
     finally:
         sessions = list(holder.sessions.values())
+        others = list(holder.others.values())
         holder.sessions.clear()
+        holder.others.clear()
         for session in sessions:
             with contextlib.suppress(Exception):  # closing must not mask the loop's own shutdown
                 await session.close()
+        for other, close in others:
+            with contextlib.suppress(Exception):
+                await close(other)
 
 
 def _new_session(max_connections: int) -> aiohttp.ClientSession:
@@ -69,21 +77,38 @@ def _new_session(max_connections: int) -> aiohttp.ClientSession:
     )
 
 
-async def session_for(max_connections: int) -> aiohttp.ClientSession:
-    """The running loop's session with a pool of ``max_connections``, created on first use."""
+async def _holder() -> _LoopSessions:
     loop = asyncio.get_running_loop()
     holder = _LOOPS.get(loop)
-    if holder is not None:
-        session = holder.sessions.get(max_connections)
-        if session is not None and not session.closed:
-            return session
-    else:
+    if holder is None:
         holder = _LOOPS[loop] = _LoopSessions()
     if holder.closer is None:
         holder.closer = _close_with_loop(holder)
         await holder.closer.__anext__()  # parked at its yield: the loop now finalises it at shutdown
+    return holder
+
+
+async def session_for(max_connections: int) -> aiohttp.ClientSession:
+    """The running loop's session with a pool of ``max_connections``, created on first use."""
+    holder = _LOOPS.get(asyncio.get_running_loop())
+    if holder is not None:
+        session = holder.sessions.get(max_connections)
+        if session is not None and not session.closed:
+            return session
+    holder = await _holder()
     session = holder.sessions[max_connections] = _new_session(max_connections)
     return session
+
+
+async def per_loop(key: Hashable, create: Callable[[], T], close: Callable[[T], Awaitable[None]]) -> T:
+    """The running loop's object under ``key``: ``create()`` on first use, closed with the loop."""
+    holder = _LOOPS.get(asyncio.get_running_loop())
+    if holder is not None and key in holder.others:
+        return holder.others[key][0]
+    holder = await _holder()
+    if key not in holder.others:  # _holder may have awaited: another task may have made it meanwhile
+        holder.others[key] = (create(), close)
+    return holder.others[key][0]
 
 
 async def close_sessions() -> None:
@@ -91,6 +116,10 @@ async def close_sessions() -> None:
     holder = _LOOPS.get(asyncio.get_running_loop())
     if holder is not None:
         sessions = list(holder.sessions.values())
+        others = list(holder.others.values())
         holder.sessions.clear()
+        holder.others.clear()
         for session in sessions:
             await session.close()
+        for other, close in others:
+            await close(other)

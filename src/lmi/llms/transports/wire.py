@@ -18,6 +18,10 @@ class Charge(Protocol):
         """The request never reached the server: hand everything back."""
 
 
+# A request written within this many seconds of the limiter's grant is written at once; one written later
+# has its charge counted again from then (well within the limiter's REQUEST_LATENCY).
+RECOUNT_AFTER = 0.005
+
 # Awaited by a transport once the request is ready, right before it is written (the limiter's charge).
 BeforeSend = Callable[[], Awaitable[Charge | None]]
 
