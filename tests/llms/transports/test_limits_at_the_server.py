@@ -222,3 +222,33 @@ async def test_responses_api_requests_that_never_reached_the_server_take_nothing
         assert await _used(key) == 1
     finally:
         server.stop()
+
+
+async def test_a_users_own_litellm_calls_stay_on_litellms_own_client(
+    private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import litellm
+
+    from lmi.llms.transports import litellm_clients
+
+    base = private_replay.openai_base(RECORDING)
+    llm = _model("own-litellm", base, "100 per 1 second", "litellm")
+    assert (await llm.call_single("hi")).text  # lmi's client is built, and used
+    on_lmis_pool: list[int] = []
+    real = litellm_clients.session_for
+
+    async def spy(max_connections: int) -> Any:
+        on_lmis_pool.append(max_connections)
+        return await real(max_connections)
+
+    monkeypatch.setattr(litellm_clients, "session_for", spy)
+    messages = [{"role": "user", "content": "hi"}]
+    response = await litellm.acompletion(
+        model="openai/gpt-4o-mini", api_base=base, api_key="sk-test", messages=messages
+    )
+    assert response.choices[0].message.content
+    assert on_lmis_pool == []  # the user's call went on litellm's own client
+    assert (litellm.aclient_session, litellm.client_session) == (None, None)
+    assert (await llm.call_single("hi")).text
+    assert on_lmis_pool  # and lmi's limited calls still on lmi's
+    assert len(private_replay.received) == 3
