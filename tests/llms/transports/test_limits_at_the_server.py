@@ -20,7 +20,7 @@ from lmi.exceptions import RateLimitTimeout
 from lmi.rate_limiter import GLOBAL_LIMITER
 from tests.rate_limiter.windows import max_in_any_window
 from tests.reliability.load_server import serving, stats
-from tests.replay import Fault, ReplayServer
+from tests.replay import Fault, ReplayServer, load_recording
 
 RECORDING = "openai-chat-634cf7"
 RESPONSES = "openai-responses-965e98"
@@ -252,3 +252,33 @@ async def test_a_users_own_litellm_calls_stay_on_litellms_own_client(
     assert (await llm.call_single("hi")).text
     assert on_lmis_pool  # and lmi's limited calls still on lmi's
     assert len(private_replay.received) == 3
+
+
+@pytest.mark.parametrize("failure", ["refused", "connect timeout"])
+async def test_anthropic_through_litellm_never_sent_takes_nothing(failure: str) -> None:
+    recording = "anthropic-messages-29fd16"
+    model = f"anthropic/{load_recording(recording)[0]['request']['model']}"
+    name = f"unsent-anthropic-{failure}"
+    with _unreachable(failure) as port:
+        params = {"model": model, "api_base": f"http://127.0.0.1:{port}/{recording}", "api_key": "sk-test"}
+        llm = LiteLLMModel(
+            name=name,
+            config={
+                "model_list": [{"model_name": name, "litellm_params": params}],
+                "request_limit": {name: "3 per 30 seconds"},
+                "transport": "litellm",
+                "num_retries": 0,
+                "timeout": 0.5,
+            },
+        )
+        for _ in range(2):
+            with pytest.raises(Exception, match=r"(?i)connect|timed? ?out"):
+                await llm.call_single("hi")
+        assert await _used(("client|request", name)) == 0
+    server = ReplayServer(port=port).start()
+    try:  # one that does reach it is counted
+        assert (await llm.call_single("hi")).text
+        assert len(server.requests_for(recording)) == 1
+        assert await _used(("client|request", name)) == 1
+    finally:
+        server.stop()
