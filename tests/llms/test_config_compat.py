@@ -327,3 +327,25 @@ def test_flat_logprobs_are_dropped_with_a_warning_for_a_model_litellm_does_not_p
     # An explicit spec is still refused: there the caller asked for that model's logprobs by name.
     with pytest.raises(ValidationError, match="logprobs"):
         ModelSpec(name=CommonLLMNames.CLAUDE_45_HAIKU.value, extra_params={"logprobs": True})
+
+
+async def test_a_streamed_content_filter_is_the_chains_refusal_too(replay: ReplayServer) -> None:
+    """Streamed, the text already reached the callbacks, so nothing is retried, but the error is the same
+    as unstreamed: AllModelsExhaustedError whose last_exc is the ModelRefusalError."""
+    stream = "openai-chat-stream-29f559"
+    refused = Fault(
+        replay=True,
+        rewrite=lambda sse: sse.replace('"finish_reason":"stop"', '"finish_reason":"content_filter"'),
+        times=None,
+    )
+    replay.inject(stream, refused)
+    llm = LiteLLMModel(config={"name": "gpt-4o-mini", "api_base": replay.openai_base(stream)})
+    deltas: list[str] = []
+    with pytest.raises(AllModelsExhaustedError) as raised:
+        await llm.call_single("Say hello", callbacks=[deltas.append])
+    refusal = raised.value.last_exc
+    assert isinstance(refusal, ModelRefusalError)
+    assert refusal.finish_reason == "content_filter"
+    assert raised.value.__cause__ is refusal
+    assert deltas  # the text was streamed before the refusal showed
+    assert len(replay.requests_for(stream)) == 1

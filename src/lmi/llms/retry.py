@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from lmi import telemetry
 from lmi.exceptions import (
     AllModelsExhaustedError,
-    ModelCallError,
     ModelRefusalError,
     RateLimitTimeout,
     RedisUnavailableError,
@@ -254,7 +253,7 @@ async def with_retries_and_fallbacks(
             if deadline is not None and loop.time() >= deadline:
                 if not attempts:
                     attempts.append((deployment.name, TimeoutError(f"total_timeout={total_timeout:g} s")))
-                raise ModelCallError(attempts) from attempts[-1][1]
+                raise AllModelsExhaustedError(attempts[-1][1], attempts=attempts) from attempts[-1][1]
             try:
                 return await _bounded(attempt, deployment, seconds, deadline)
             except Exception as exc:
@@ -264,7 +263,9 @@ async def with_retries_and_fallbacks(
                     raise
                 attempts.append((deployment.name, exc))
                 if delivered is not None and delivered():
-                    raise ModelCallError(attempts) from exc  # text reached the callbacks: never repeat it
+                    # text reached the callbacks: never repeat it. Still the chain's error, as in fhlmi
+                    # (which streams before retrying), e.g. last_exc a ModelRefusalError on content_filter.
+                    raise AllModelsExhaustedError(exc, attempts=attempts) from exc
                 retryable = is_retryable(exc)
                 if not retryable and not should_fallback(exc):
                     if len(attempts) > 1:
