@@ -46,3 +46,11 @@ def test_constructing_models_imports_nothing_heavy() -> None:
     )
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def test_factory_keyword_arguments_land_in_config_as_in_fhlmi() -> None:
+    """fhlmi builds ``LiteLLMEmbeddingModel(name=..., config=kwargs)``: code reads them back from config."""
+    for name in ("text-embedding-3-small", "litellm-text-embedding-3-small"):
+        model = embedding_model_factory(name, batch_size=4, kwargs={"timeout": 30})
+        assert model.config == {"batch_size": 4, "kwargs": {"timeout": 30}}
+        assert model.batch_size == 4  # and the model batches by it

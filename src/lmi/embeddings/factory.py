@@ -16,8 +16,15 @@ LITELLM_PREFIX = "litellm-"
 
 
 def _build(cls: type[EmbeddingModel], name: str | None, kwargs: dict[str, Any]) -> EmbeddingModel:
-    """``cls`` with the kwargs that are its fields as fields, the rest in its ``config`` (as fhlmi does)."""
-    fields = {key: value for key, value in kwargs.items() if key in cls.model_fields or key == "dimensions"}
+    """``cls`` with the kwargs that are its fields as fields, the rest in its ``config`` (as fhlmi does).
+
+    A kwarg that is both a field and a config key (``batch_size``) stays in ``config``, where fhlmi put
+    it; the model takes its field from there."""
+    fields = {
+        key: value
+        for key, value in kwargs.items()
+        if (key in cls.model_fields and key not in cls.CONFIG_CHECKS) or key == "dimensions"
+    }
     config = {key: value for key, value in kwargs.items() if key not in fields}
     if config:
         fields["config"] = {**config, **fields.get("config", {})}

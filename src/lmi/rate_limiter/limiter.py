@@ -21,6 +21,7 @@ from lmi.rate_limiter.concurrency import (
     check_concurrency,
 )
 from lmi.rate_limiter.defaults import MATCH_ALL
+from lmi.rate_limiter.fhlmi import FhlmiInspection
 from lmi.rate_limiter.memory import MemoryBackend
 from lmi.rate_limiter.parsing import (
     RateConfig,
@@ -56,7 +57,7 @@ class RateLimitStatus(TypedDict):
     period_cap: int  # units allowed per period
 
 
-class GlobalRateLimiter:
+class GlobalRateLimiter(FhlmiInspection):
     """Moving-window limits per ``(namespace, key)``, exact within a process or across processes.
 
     Args:
