@@ -282,3 +282,30 @@ async def test_anthropic_through_litellm_never_sent_takes_nothing(failure: str) 
         assert await _used(("client|request", name)) == 1
     finally:
         server.stop()
+
+
+async def test_a_call_litellm_answers_without_lmis_client_is_still_charged(
+    private_replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litellm may route a call where the client lmi passed does not apply (a client of another kind: it
+    # then uses its own). The request went out all the same, so it must be counted.
+    from lmi.llms.transports import litellm_clients
+
+    async def ignored_client(request: dict[str, Any], call: str, max_connections: int) -> object:
+        return object()  # not an AsyncHTTPHandler: litellm's Responses API handler uses its own client
+
+    monkeypatch.setattr(litellm_clients, "client_for", ignored_client)
+    model = "openai/gpt-4o-mini-elsewhere"  # its own limiter key
+    llm = LiteLLMModel(
+        name="charged-elsewhere",
+        llm_config={
+            "name": model,
+            "api_base": private_replay.openai_base(RESPONSES),
+            "api_key": "sk-test",
+            "responses_api": True,
+        },
+        config={"request_limit": {model: "3 per 30 seconds"}, "num_retries": 0},
+    )
+    assert (await llm.call_single("What color is the sky?")).text
+    assert len(private_replay.received) == 1
+    assert await _used(("client|request", model)) == 1

@@ -21,6 +21,8 @@ Which calls get the client (litellm wants a different client type per provider f
   (argument, ``litellm.api_key``/``openai_key``, ``OPENAI_API_KEY``; the base likewise);
 * chat to provider ``anthropic``, and the Responses API to provider ``openai``: litellm's
   ``AsyncHTTPHandler`` on that client;
+* a call litellm answers without writing on our client (it routed the call elsewhere): charged once
+  answered, late rather than never;
 * every other provider: litellm's own client, charged right before litellm is called. There the charge
   counts from the grant plus ``REQUEST_LATENCY`` (a burst can reach the provider late and denser than the
   limit), and is handed back only when litellm's error shows a failed connect.
@@ -272,8 +274,13 @@ async def send_charged(
         raise  # nothing charged unless written (then it may have reached the server: it stays)
     finally:
         _SENDING.reset(token)
-    if sending.clock is not None:  # litellm sent it some other way (or not at all): restart the clock
+    if sending.clock is not None:  # answered without our write: the attempt's clock runs again
         sending.clock.__exit__(None, None, None)
+    if not sending.written:
+        # litellm answered without writing on our client (it routed the call elsewhere, e.g. an OpenAI
+        # model it bridges to the Responses API): the request went out uncharged, so it is charged now,
+        # late rather than never.
+        await before_send()
     return response
 
 
