@@ -57,7 +57,8 @@ def test_factory_prefixes_and_kwargs_as_config() -> None:
     dense = embedding_model_factory(" litellm-text-embedding-3-small ", rate_limit="100/minute")
     assert isinstance(dense, LiteLLMEmbeddingModel)
     assert dense.name == "text-embedding-3-small"
-    assert dense.config == {"rate_limit": "100/minute"}  # fhlmi: factory kwargs are the config
+    # fhlmi: factory kwargs are the config, which (given without "kwargs") gets litellm's retrying defaults
+    assert dense.config == {"rate_limit": "100/minute", "kwargs": {"num_retries": 3, "timeout": 120}}
     local = embedding_model_factory("st-multi-qa-MiniLM-L6-cos-v1", device="cpu", batch_size=8)
     assert isinstance(local, SentenceTransformerEmbeddingModel)
     assert local.config == {"device": "cpu", "batch_size": 8}

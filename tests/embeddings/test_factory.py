@@ -54,3 +54,12 @@ def test_factory_keyword_arguments_land_in_config_as_in_fhlmi() -> None:
         model = embedding_model_factory(name, batch_size=4, kwargs={"timeout": 30})
         assert model.config == {"batch_size": 4, "kwargs": {"timeout": 30}}
         assert model.batch_size == 4  # and the model batches by it
+
+
+def test_a_litellm_config_given_without_kwargs_gets_fhlmis_retrying_defaults() -> None:
+    defaults = {"num_retries": 3, "timeout": 120}
+    assert LiteLLMEmbeddingModel(config={"batch_size": 8}).config == {"batch_size": 8, "kwargs": defaults}
+    assert embedding_model_factory("text-embedding-3-small").config == {"kwargs": defaults}
+    assert LiteLLMEmbeddingModel().config == {}  # no config given: nothing added
+    given = {"kwargs": {"timeout": 5}}
+    assert LiteLLMEmbeddingModel(config=given).config == given  # kwargs given: kept as they are

@@ -26,8 +26,7 @@ def _build(cls: type[EmbeddingModel], name: str | None, kwargs: dict[str, Any]) 
         if (key in cls.model_fields and key not in cls.CONFIG_CHECKS) or key == "dimensions"
     }
     config = {key: value for key, value in kwargs.items() if key not in fields}
-    if config:
-        fields["config"] = {**config, **fields.get("config", {})}
+    fields["config"] = {**config, **fields.get("config", {})}  # given, even empty, as fhlmi gives it
     if name is not None:
         fields["name"] = name
     return cls(**fields)

@@ -41,6 +41,10 @@ def _check_rate_limit(value: Any) -> None:
         parse_rate_limit(limit)
 
 
+# What fhlmi puts in a supplied config that has no "kwargs" (litellm's retries and a 120 s timeout).
+FHLMI_DEFAULT_KWARGS: Mapping[str, Any] = {"num_retries": 3, "timeout": 120}
+
+
 class LiteLLMEmbeddingModel(EmbeddingModel):
     """Any embedding model litellm reaches (``text-embedding-3-small``, ``azure/...``, ``voyage/...``).
 
@@ -99,12 +103,15 @@ class LiteLLMEmbeddingModel(EmbeddingModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _router_keys_from_fhlmi(cls, data: Any) -> Any:
+    def _config_from_fhlmi(cls, data: Any) -> Any:
         config = data.get("config") if isinstance(data, dict) else None
-        if not isinstance(config, Mapping) or not ROUTER_KEYS & config.keys():
+        if not isinstance(config, Mapping):
             return data
-        name = data.get("name") or cls.model_fields["name"].default
-        return {**data, "config": fold_router_keys(name, config)}
+        if "kwargs" not in config:  # as fhlmi: a config given without kwargs gets its retrying defaults
+            config = {**config, "kwargs": dict(FHLMI_DEFAULT_KWARGS)}
+        if ROUTER_KEYS & config.keys():
+            config = fold_router_keys(data.get("name") or cls.model_fields["name"].default, config)
+        return {**data, "config": config}
 
     @model_validator(mode="before")
     @classmethod
