@@ -9,7 +9,7 @@ from typing import Any
 import litellm
 import pytest
 from aviary.core import Message, ToolRequestMessage
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from lmi import AllModelsExhaustedError, LiteLLMModel, LLMModel, LLMResult
 from lmi.exceptions import ModelCallError
@@ -297,3 +297,12 @@ async def test_what_a_subclass_lacks_raises_not_implemented() -> None:
         await llm.call_single(QUESTION, callbacks=[lambda _: None])
     with pytest.raises(NotImplementedError, match="Bare"):
         await type("Bare", (LLMModel,), {})(name="bare").call_single(QUESTION)
+
+
+def test_a_subclass_needs_a_name() -> None:
+    class Unnamed(LLMModel):
+        pass
+
+    with pytest.raises(ValidationError, match="name"):
+        Unnamed()
+    assert Unnamed(name="named").name == "named"

@@ -242,7 +242,7 @@ class LLMModel(ABC, BaseModel):
     UNSPECIFIED_TOOL_CHOICE: ClassVar[None] = None
 
     llm_type: str | None = None  # kept for fhlmi configs; unused
-    name: str = "unknown"
+    name: str  # required, as in fhlmi: a result names the model that gave it
     llm_result_callback: ResultCallback | None = Field(
         default=None, exclude=True, description="Called (and awaited, if async) with every result."
     )
