@@ -34,6 +34,13 @@ def test_names_route_to_models() -> None:
     assert hybrid.models[0].name == "my-model"
     assert hybrid.name == "hybrid-st-my-model"
 
+    hybrid = embedding_model_factory("hybrid-text-embedding-3-small", ndim=64, batch_size=4)
+    dense, sparse = hybrid.models
+    assert isinstance(sparse, SparseEmbeddingModel)
+    assert sparse.ndim == 64  # the sparse half gets the kwargs that are its fields, as in fhlmi
+    assert isinstance(dense, LiteLLMEmbeddingModel)
+    assert dense.batch_size == 4
+
 
 def test_constructing_models_imports_nothing_heavy() -> None:
     script = (

@@ -44,7 +44,8 @@ def embedding_model_factory(name: str, **kwargs: Any) -> EmbeddingModel:
 
     - ``"sparse"``: :class:`SparseEmbeddingModel`;
     - ``"hybrid-<name>"``: :class:`HybridEmbeddingModel` of the model ``<name>`` designates (``kwargs`` go
-      to it) and a default :class:`SparseEmbeddingModel`, e.g. ``"hybrid-text-embedding-3-small"``;
+      to it) and a :class:`SparseEmbeddingModel` (given ``ndim`` if passed), e.g.
+      ``"hybrid-text-embedding-3-small"``;
     - ``"st-<name>"``: :class:`SentenceTransformerEmbeddingModel` of ``<name>`` (hub name or directory);
     - ``"litellm-<name>"`` or any other name: :class:`LiteLLMEmbeddingModel` of that name.
 
@@ -57,7 +58,9 @@ def embedding_model_factory(name: str, **kwargs: Any) -> EmbeddingModel:
         return _build(SparseEmbeddingModel, None, kwargs)
     if name.startswith(HYBRID_PREFIX):
         dense = embedding_model_factory(_rest(name, HYBRID_PREFIX), **kwargs)
-        return HybridEmbeddingModel(name=name, models=[dense, SparseEmbeddingModel()])
+        # fhlmi builds the sparse half from the same kwargs, and a sparse model keeps only its fields.
+        sparse = SparseEmbeddingModel(**{key: kwargs[key] for key in ("ndim",) if key in kwargs})
+        return HybridEmbeddingModel(name=name, models=[dense, sparse])
     if name.startswith(SENTENCE_TRANSFORMER_PREFIX):
         return _build(SentenceTransformerEmbeddingModel, _rest(name, SENTENCE_TRANSFORMER_PREFIX), kwargs)
     if name.startswith(LITELLM_PREFIX):
