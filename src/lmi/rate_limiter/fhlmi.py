@@ -14,7 +14,7 @@ from lmi.rate_limiter.parsing import WindowSpec, parse_rate_limit
 if TYPE_CHECKING:
     from limits import RateLimitItem
 
-    from lmi.rate_limiter.backend import Backend, WindowState
+    from lmi.rate_limiter.backend import Backend
 
 LimitKey = tuple["RateLimitItem", tuple[str, str]]
 
@@ -36,13 +36,12 @@ class FhlmiInspection:
     def _active(self) -> Backend:  # provided by GlobalRateLimiter
         raise NotImplementedError
 
-    async def _windows(self, backend: Backend) -> list[WindowState]:
-        configured = {pair: parse_rate_limit(value) for pair, value in list(self.rate_config.items())}
-        return await backend.windows(configured)
+    def _configured_specs(self) -> dict[tuple[str, str], WindowSpec]:  # provided by GlobalRateLimiter
+        raise NotImplementedError
 
     async def get_limit_keys(self) -> list[LimitKey]:
         """Every window the store holds: ``[(limits.RateLimitItem, (namespace, key))]``."""
-        states = await self._windows(self._active())
+        states = await self._active().windows(self._configured_specs())
         return [(rate_limit_item(state.spec), (state.namespace, state.key)) for state in states]
 
     async def get_rate_limit_keys(self) -> list[LimitKey]:

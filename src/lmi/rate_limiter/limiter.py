@@ -310,13 +310,17 @@ class GlobalRateLimiter(FhlmiInspection):
         namespace, key = namespace_and_key
         await self._attempt(lambda store: store.adjust(namespace, key, spec, delta, charged_at))
 
+    def _configured_specs(self) -> dict[NamespaceAndKey, WindowSpec]:
+        """Every configured limit, parsed: the windows' limits as status and fhlmi's listings report them."""
+        return {pair: parse_rate_limit(value) for pair, value in list(self.rate_config.items())}
+
     async def rate_limit_status(self) -> dict[NamespaceAndKey, RateLimitStatus]:
         """Usage of every configured or used window: ``{(namespace, key): RateLimitStatus}``.
 
         A configured window is measured with its configured limit; others with the limit they were last
         used with.
         """
-        configured = {pair: parse_rate_limit(value) for pair, value in list(self.rate_config.items())}
+        configured = self._configured_specs()
         _, states = await self._attempt(lambda store: store.windows(configured))
         now = time.time()
         chosen = {(state.namespace, state.key): state for state in states}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +38,14 @@ class _LoopSessions:
         self.others: dict[Hashable, tuple[Any, Callable[[Any], Awaitable[None]]]] = {}
         self.closer: AsyncGenerator[None, None] | None = None
 
+    def take_closers(self) -> list[Callable[[], Awaitable[None]]]:
+        """Forget every session and other object held, and return what closes each (sessions first)."""
+        closers: list[Callable[[], Awaitable[None]]] = [session.close for session in self.sessions.values()]
+        closers += [functools.partial(close, other) for other, close in self.others.values()]
+        self.sessions.clear()
+        self.others.clear()
+        return closers
+
 
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSessions] = weakref.WeakKeyDictionary()
 
@@ -45,16 +54,9 @@ async def _close_with_loop(holder: _LoopSessions) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        sessions = list(holder.sessions.values())
-        others = list(holder.others.values())
-        holder.sessions.clear()
-        holder.others.clear()
-        for session in sessions:
+        for close in holder.take_closers():
             with contextlib.suppress(Exception):  # closing must not mask the loop's own shutdown
-                await session.close()
-        for other, close in others:
-            with contextlib.suppress(Exception):
-                await close(other)
+                await close()
 
 
 def _new_session(max_connections: int) -> aiohttp.ClientSession:
@@ -115,11 +117,5 @@ async def close_sessions() -> None:
     """Close the running loop's sessions now (they are recreated on the next native call)."""
     holder = _LOOPS.get(asyncio.get_running_loop())
     if holder is not None:
-        sessions = list(holder.sessions.values())
-        others = list(holder.others.values())
-        holder.sessions.clear()
-        holder.others.clear()
-        for session in sessions:
-            await session.close()
-        for other, close in others:
-            await close(other)
+        for close in holder.take_closers():
+            await close()
